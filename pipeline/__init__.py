@@ -1,0 +1,1 @@
+"""Low-latency Solana trading pipeline: four processes over shared-memory rings."""

@@ -1,0 +1,78 @@
+"""The ``pipeline`` command: ``run`` the whole pipeline, or one process for supervisor."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pipeline.config import PROCESSES, PipelineConfig, load_config
+from pipeline.errors import EXIT_OPERATIONAL, ConfigError
+from pipeline.logs import setup_logging
+from pipeline.runtime import Runtime, Service, run_service
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML config file (default: built-in)")
+    parser.add_argument("--data-dir", help="data directory (default ./var/<env>)")
+    parser.add_argument("--env", choices=("paper", "localnet", "devnet", "mainnet"),
+                        help="environment (default paper)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pipeline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start all four processes and supervise them")
+    _add_common(run)
+    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    for name in PROCESSES:
+        _add_common(sub.add_parser(name, help=f"run the {name} process alone (for supervisor)"))
+    return parser
+
+
+def _load(args: argparse.Namespace) -> PipelineConfig:
+    overrides: dict[str, object] = {}
+    if args.env:
+        overrides["env"] = args.env
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    return load_config(args.config, overrides=overrides)
+
+
+def _service_factory(name: str) -> Callable[[Runtime], Service]:
+    # Imported lazily: each process loads only its own package.
+    if name == "ingest":
+        from pipeline.ingest.process import IngestService
+        return IngestService
+    if name == "strategy":
+        from pipeline.strategy.process import StrategyService
+        return StrategyService
+    if name == "executor":
+        from pipeline.executor.process import ExecutorService
+        return ExecutorService
+    from pipeline.ledger.process import LedgerService
+    return LedgerService
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = _load(args)
+    except ConfigError as exc:
+        print(f"pipeline: {exc}", file=sys.stderr)
+        return EXIT_OPERATIONAL
+    if args.command == "run":
+        from pipeline.launcher import Launcher
+
+        setup_logging("run", config.env, config.paths.log_dir, level=config.log.level,
+                      keep_days=config.log.keep_days, to_stderr=True)
+        logging.getLogger().handlers[-1].setLevel(logging.WARNING)  # the status line speaks
+        launcher = Launcher(config, args.config, args.duration,
+                            interactive=sys.stdout.isatty())
+        return launcher.run()
+    runtime = Runtime.build(config, args.command,
+                            to_stderr=os.environ.get("PIPELINE_CHILD") != "1")
+    return run_service(runtime, _service_factory(args.command))

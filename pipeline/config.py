@@ -1,0 +1,209 @@
+"""The pipeline's one config: a TOML file, environment overrides, per-environment defaults.
+
+Load order: built-in defaults < environment defaults (paper trades by default, the real
+money environments never do) < the TOML file < ``PIPELINE__SECTION__KEY=value`` environment
+variables (values parsed as TOML, so ``PIPELINE__LEDGER__COMMITS_PER_S=400`` is a number).
+Validated once, here; processes receive the frozen result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from pipeline.configtools import build, require
+from pipeline.errors import ConfigError
+from pipeline.executor.config import ExecutorConfig
+from pipeline.ingest.config import IngestConfig
+from pipeline.ledger.config import LedgerConfig
+from pipeline.strategy.config import RiskConfig, StrategyConfig
+
+ENVIRONMENTS: Final = ("paper", "localnet", "devnet", "mainnet")
+PROCESSES: Final = ("ledger", "executor", "strategy", "ingest")  # start order; stop is reverse
+ENV_PREFIX: Final = "PIPELINE__"
+
+_ENV_DEFAULTS: Final[Mapping[str, Mapping[str, Mapping[str, Any]]]] = {
+    "paper": {"ledger": {"trade_enabled_default": True}},
+}
+
+
+@dataclass(frozen=True)
+class SymbolConfig:
+    """A tradable pair; ``id`` is what the records carry."""
+
+    id: int
+    name: str
+    base: str
+    quote: str
+
+
+@dataclass(frozen=True)
+class RingsConfig:
+    """Ring capacities (powers of two) and where segments live."""
+
+    ticks_capacity: int = 65536
+    intents_capacity: int = 8192
+    reports_capacity: int = 16384
+    shm_dir: str = "/dev/shm"
+    intents_backpressure_ms: float = 2.0  # the strategy drops an intent after this long
+    reports_backpressure_ms: float = 50.0  # the executor keeps reports and retries after this
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus endpoints: one per process, localhost only unless told otherwise."""
+
+    host: str = "127.0.0.1"
+    ports: dict[str, int] = field(default_factory=lambda: {
+        "ingest": 9101, "strategy": 9102, "executor": 9103, "ledger": 9104})
+
+    def __post_init__(self) -> None:
+        for name, port in self.ports.items():
+            require(name in PROCESSES, f"metrics.ports.{name}", port, "unknown process")
+            require(0 <= port < 65536, f"metrics.ports.{name}", port, "not a port (0 = any)")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "INFO"
+    keep_days: int = 30
+
+    def __post_init__(self) -> None:
+        require(self.level in ("DEBUG", "INFO", "WARNING", "ERROR"), "log.level", self.level,
+                "one of DEBUG, INFO, WARNING, ERROR")
+        require(self.keep_days >= 1, "log.keep_days", self.keep_days, "must be >= 1")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How ``pipeline run`` supervises its children."""
+
+    heartbeat_interval_s: float = 0.5
+    heartbeat_timeout_s: float = 2.0
+    stop_timeout_s: float = 15.0
+    start_timeout_s: float = 20.0
+    on_hang: str = "stop"  # stop | restart
+
+    def __post_init__(self) -> None:
+        require(0 < self.heartbeat_interval_s < self.heartbeat_timeout_s,
+                "run.heartbeat_interval_s", self.heartbeat_interval_s,
+                "must be positive and below run.heartbeat_timeout_s")
+        require(self.on_hang in ("stop", "restart"), "run.on_hang", self.on_hang,
+                "stop or restart")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    env: str = "paper"
+    data_dir: str = ""  # empty: ./var/<env>
+    symbols: tuple[SymbolConfig, ...] = (SymbolConfig(1, "SOL/USDT", "SOL", "USDT"),)
+    rings: RingsConfig = field(default_factory=RingsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    source: str = "<defaults>"  # where it was loaded from, for status and logs
+
+    def __post_init__(self) -> None:
+        require(self.env in ENVIRONMENTS, "env", self.env, f"one of {', '.join(ENVIRONMENTS)}")
+        ids = [s.id for s in self.symbols]
+        require(len(ids) == len(set(ids)), "symbols", ids, "symbol ids must be unique")
+        require(self.ingest.symbol_id in ids, "ingest.symbol_id", self.ingest.symbol_id,
+                "not a configured symbol")
+        if self.env in ("devnet", "mainnet"):
+            require(self.executor.venue != "paper", "executor.venue", self.executor.venue,
+                    f"{self.env} must not trade on the paper venue")
+        if self.env == "paper":
+            require(self.executor.venue == "paper", "executor.venue", self.executor.venue,
+                    "the paper environment trades only on the paper venue")
+
+    @property
+    def paths(self) -> Paths:
+        return Paths.for_config(self)
+
+    def symbol_table(self) -> dict[int, tuple[str, str, str]]:
+        return {s.id: (s.name, s.base, s.quote) for s in self.symbols}
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every file location derived from the data directory, so environments never share one."""
+
+    data_dir: Path
+    database: Path
+    run_dir: Path
+    log_dir: Path
+    ring_prefix: str
+
+    @classmethod
+    def for_config(cls, config: PipelineConfig) -> Paths:
+        data_dir = Path(config.data_dir or f"var/{config.env}").resolve()
+        # The ring names carry the environment and a digest of the data directory: two
+        # pipelines on one host never share rings, one pipeline restarted finds its own.
+        digest = hashlib.sha1(str(data_dir).encode()).hexdigest()[:8]
+        return cls(data_dir=data_dir, database=data_dir / f"ledger-{config.env}.sqlite",
+                   run_dir=data_dir / "run", log_dir=data_dir / "logs",
+                   ring_prefix=f"pl-{config.env}-{digest}")
+
+
+def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _parse_env_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word such as paper or ema_cross
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``PIPELINE__A__B=v`` becomes ``{"a": {"b": v}}``."""
+    table: dict[str, Any] = {}
+    for name, text in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = name[len(ENV_PREFIX):].lower().split("__")
+        node = table
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = _parse_env_value(text)
+    return table
+
+
+def load_config(path: Path | None = None, *, environ: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
+    """Read, merge and validate; raises ConfigError naming the key and value at fault."""
+    table: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with path.open("rb") as handle:
+                table = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError("--config", str(path), "file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("--config", str(path), f"invalid TOML: {exc}") from None
+    table = _deep_merge(table, env_overrides(os.environ if environ is None else environ))
+    table = _deep_merge(table, overrides or {})
+    env = table.get("env", "paper")
+    defaults = {k: dict(v) for k, v in _ENV_DEFAULTS.get(str(env), {}).items()}
+    table = _deep_merge(defaults, table)
+    table["source"] = str(path) if path else "<defaults>"
+    if "symbols" in table and isinstance(table["symbols"], list):
+        table["symbols"] = [dict(s) if isinstance(s, Mapping) else s for s in table["symbols"]]
+    return build(PipelineConfig, table)

@@ -1,0 +1,204 @@
+"""The ZeroMQ control plane: requests to one process (ROUTER) and events from it (PUB).
+
+Every process binds two sockets in the run directory (``ipc://``, mode 0600, so only the
+operator's user can connect):
+- ``<process>.ctl``: ROUTER. A request is one JSON frame
+  ``{"v": 1, "id": "...", "cmd": "status", "args": {}}``; the reply is
+  ``{"v": 1, "id": "...", "ok": true, "result": {...}}`` or
+  ``{"v": 1, "id": "...", "ok": false, "error": {"code": "...", "message": "..."}}``.
+- ``<process>.events``: PUB. Multipart ``[topic, json]`` with dotted topics:
+  ``heartbeat.<process>`` (state and counters, every ``run.heartbeat_interval_s``) and
+  ``config.TRADE_ENABLED`` (the ledger, on every heartbeat and at once on a change).
+
+The socket loop only decodes, dispatches to a handler table and encodes: handlers are plain
+functions of the arguments returning a JSON-able dict.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import zmq
+
+PROTOCOL_VERSION: Final = 1
+MAX_REQUEST_BYTES: Final = 64 * 1024
+
+Handler = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+log = logging.getLogger("pipeline.control")
+
+
+class ControlError(Exception):
+    """A request failed in a way the caller should see: a code and a message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def control_address(run_dir: Path, process: str) -> str:
+    return f"ipc://{run_dir / process}.ctl"
+
+
+def events_address(run_dir: Path, process: str) -> str:
+    return f"ipc://{run_dir / process}.events"
+
+
+def _bind_private(sock: zmq.Socket[bytes], address: str) -> None:
+    sock.bind(address)
+    if address.startswith("ipc://"):
+        os.chmod(address[len("ipc://"):], 0o600)
+
+
+def _error(req_id: Any, code: str, message: str) -> dict[str, Any]:
+    return {"v": PROTOCOL_VERSION, "id": req_id, "ok": False,
+            "error": {"code": code, "message": message}}
+
+
+class ControlServer:
+    """Answers control requests for one process from a handler table."""
+
+    def __init__(self, context: zmq.Context[zmq.Socket[bytes]], address: str, process: str,
+                 handlers: Mapping[str, Handler],
+                 on_bad_request: Callable[[str], None] | None = None) -> None:
+        self.process = process
+        self.socket = context.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
+        self.socket.setsockopt(zmq.RCVHWM, 1000)
+        _bind_private(self.socket, address)
+        self._handlers = dict(handlers)
+        self._on_bad_request = on_bad_request or (lambda code: None)
+
+    def handle_pending(self, budget: int = 100) -> int:
+        """Answer up to ``budget`` queued requests without blocking; returns how many."""
+        handled = 0
+        while handled < budget:
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            handled += 1
+            if len(frames) < 2:
+                continue  # no routing id: nothing to answer
+            reply = self.dispatch(frames[-1])
+            self.socket.send_multipart([frames[0], b"", json.dumps(reply).encode()])
+        return handled
+
+    def dispatch(self, payload: bytes) -> dict[str, Any]:
+        """Decode, validate, run the handler; every failure becomes a specific error reply."""
+        try:
+            request = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return self._bad(None, "bad_json", "request is not valid JSON")
+        if not isinstance(request, dict):
+            return self._bad(None, "bad_request", "request must be a JSON object")
+        req_id = request.get("id")
+        if request.get("v") != PROTOCOL_VERSION:
+            return self._bad(req_id, "bad_version", f"protocol version must be {PROTOCOL_VERSION}")
+        cmd = request.get("cmd")
+        args = request.get("args", {})
+        if not isinstance(cmd, str) or not isinstance(args, dict):
+            return self._bad(req_id, "bad_request", "cmd must be a string and args an object")
+        name = cmd.removeprefix(f"{self.process}.")
+        handler = self._handlers.get(name)
+        if handler is None:
+            return self._bad(req_id, "unknown_command",
+                             f"{self.process} has no command {cmd!r}; "
+                             f"known: {', '.join(sorted(self._handlers))}")
+        try:
+            result = dict(handler(args))
+        except ControlError as exc:
+            return self._bad(req_id, exc.code, str(exc))
+        except (TypeError, ValueError, KeyError) as exc:
+            return self._bad(req_id, "bad_args", f"{cmd}: {exc}")
+        return {"v": PROTOCOL_VERSION, "id": req_id, "ok": True, "result": result}
+
+    def _bad(self, req_id: Any, code: str, message: str) -> dict[str, Any]:
+        self._on_bad_request(code)
+        return _error(req_id, code, message)
+
+    def close(self) -> None:
+        self.socket.close(0)
+
+
+class EventPublisher:
+    """Publishes heartbeats and events on ``<process>.events``."""
+
+    def __init__(self, context: zmq.Context[zmq.Socket[bytes]], address: str) -> None:
+        self.socket = context.socket(zmq.PUB)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.SNDHWM, 10000)
+        _bind_private(self.socket, address)
+
+    def publish(self, topic: str, payload: Mapping[str, Any]) -> None:
+        body = dict(payload)
+        body.setdefault("ts", time.time())
+        self.socket.send_multipart([topic.encode(), json.dumps(body).encode()])
+
+    def close(self) -> None:
+        self.socket.close(0)
+
+
+class EventSubscriber:
+    """Subscribes to the events of several processes; a process may come and go."""
+
+    def __init__(self, context: zmq.Context[zmq.Socket[bytes]], run_dir: Path,
+                 processes: Iterable[str], topics: Iterable[str] = ("",)) -> None:
+        self.socket = context.socket(zmq.SUB)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        for topic in topics:
+            self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        for process in processes:
+            self.socket.connect(events_address(run_dir, process))
+
+    def receive(self, timeout_ms: int = 0) -> list[tuple[str, dict[str, Any]]]:
+        """Drain queued events, waiting up to ``timeout_ms`` for the first one."""
+        events: list[tuple[str, dict[str, Any]]] = []
+        if not self.socket.poll(timeout_ms):
+            return events
+        while True:
+            try:
+                topic, body = self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return events
+            except ValueError:
+                continue  # wrong frame count: not ours
+            try:
+                events.append((topic.decode(), json.loads(body)))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                log.warning("undecodable event dropped", extra={"event": "control.bad_event"})
+
+    def close(self) -> None:
+        self.socket.close(0)
+
+
+def request(context: zmq.Context[zmq.Socket[bytes]], address: str, cmd: str,
+            args: Mapping[str, Any] | None = None, *, timeout_s: float = 1.0,
+            retries: int = 2) -> dict[str, Any]:
+    """Lazy Pirate request: a fresh socket per try, bounded wait, LINGER 0, bounded retries.
+
+    Raises TimeoutError when the process does not answer, never hangs.
+    """
+    body = {"v": PROTOCOL_VERSION, "id": uuid.uuid4().hex, "cmd": cmd, "args": dict(args or {})}
+    payload = json.dumps(body).encode()
+    for _attempt in range(retries + 1):
+        sock = context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        try:
+            sock.connect(address)
+            sock.send_multipart([b"", payload])
+            if sock.poll(int(timeout_s * 1000)):
+                reply = json.loads(sock.recv_multipart()[-1])
+                if isinstance(reply, dict) and reply.get("id") == body["id"]:
+                    return reply
+        finally:
+            sock.close(0)
+    raise TimeoutError(f"no reply to {cmd} from {address} after {retries + 1} tries "
+                       f"of {timeout_s:.1f} s")

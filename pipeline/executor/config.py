@@ -1,0 +1,43 @@
+"""The executor package's one config: which venue, its paper-trading costs, and loop tuning."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+from pipeline.configtools import require
+
+VENUES: Final = ("paper",)
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Venue selection and paper-fill model.
+
+    The paper venue fills at the next tick's price moved against the order by
+    ``slippage_bps`` and charges ``fee_bps`` of the fill's notional, in quote units.
+    """
+
+    venue: str = "paper"
+    slippage_bps: float = 2.0
+    fee_bps: float = 5.0
+    spin_us: int = 50  # busy-poll this long before sleeping on the doorbell
+    max_pending: int = 1024  # orders awaiting a fill; more are rejected as back-pressure
+
+    def __post_init__(self) -> None:
+        require(self.venue in VENUES, "executor.venue", self.venue, f"must be one of {VENUES}")
+        require(
+            math.isfinite(self.slippage_bps) and 0.0 <= self.slippage_bps < 10_000.0,
+            "executor.slippage_bps",
+            self.slippage_bps,
+            "must be >= 0 and below 10000 (a sell must still get a positive price)",
+        )
+        require(
+            math.isfinite(self.fee_bps) and self.fee_bps >= 0.0,
+            "executor.fee_bps",
+            self.fee_bps,
+            "must be a finite number >= 0",
+        )
+        require(self.spin_us >= 0, "executor.spin_us", self.spin_us, "must be >= 0")
+        require(self.max_pending >= 1, "executor.max_pending", self.max_pending, "must be >= 1")

@@ -1,0 +1,235 @@
+"""The executor process: order intents in, venue orders out, execution reports to the ledger.
+
+Exactly one final report per intent, even across a crash: the intents cursor only moves past
+an intent once its final report is in the reports ring. After a restart the executor reads
+the unfinished intents again; the ledger ignores a second final report for an order.
+
+Trading is disabled until the ledger's ``TRADE_ENABLED`` has been heard on its event stream;
+while disabled every intent is rejected with ``TRADING_DISABLED``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import zmq
+
+from pipeline.control import EventSubscriber, Handler
+from pipeline.executor.paper import PaperVenue
+from pipeline.executor.venue import Venue, reports_from_intents
+from pipeline.metrics import ExecutorMetrics
+from pipeline.reattach import follow
+from pipeline.records import REPORT_DTYPE, OrderStatus, RejectReason
+from pipeline.ring import RingReader, RingWriter
+from pipeline.runtime import Runtime, Service
+
+_BATCH_MAX = 1024
+_LATENCY_WINDOW = 4096
+
+
+def make_venue(runtime: Runtime) -> Venue:
+    name = runtime.config.executor.venue
+    if name == "paper":
+        return PaperVenue(runtime.config.executor)
+    raise NotImplementedError(f"venue {name!r} is not available in this build")
+
+
+class ExecutorService(Service):
+    def __init__(self, runtime: Runtime, venue: Venue | None = None) -> None:
+        self._runtime = runtime
+        config = runtime.config
+        self.spin_us = config.executor.spin_us
+        self._venue = venue or make_venue(runtime)
+        kwargs = runtime.ring_kwargs()
+        self._ticks = RingReader(runtime.rings.ticks, "executor", **kwargs)
+        self._intents = RingReader(runtime.rings.intents, "executor", **kwargs)
+        self._reports = RingWriter(
+            runtime.rings.reports,
+            ring_bell=runtime.ringer,
+            backpressure_timeout_s=config.rings.reports_backpressure_ms / 1000,
+            **kwargs,
+        )
+        self._ledger_events = EventSubscriber(
+            runtime.zmq_context, config.paths.run_dir, ["ledger"], topics=["config.TRADE_ENABLED"]
+        )
+        self._metrics = ExecutorMetrics(runtime.registry)
+        self._venue_name = config.executor.venue
+        self.trade_enabled: bool | None = None  # unknown until the ledger says
+        self._outbox = np.empty(0, dtype=REPORT_DTYPE)  # reports the ring could not take yet
+        self._submitted_upto = self._intents.cursor  # intents below this went to the venue
+        self._pending_seq: dict[int, int] = {}  # client_order_id -> intent sequence
+        self._latency_ns = np.zeros(_LATENCY_WINDOW, dtype=np.int64)
+        self._latency_count = 0
+        self.orders_sent = 0
+        self.fills = 0
+        self.rejects = 0
+        self._metrics.trade_enabled.set(-1)
+
+    def readers(self) -> list[RingReader]:
+        return [self._intents, self._ticks]
+
+    def sockets(self) -> list[zmq.Socket[bytes]]:
+        return [self._ledger_events.socket]
+
+    # -- the loop -------------------------------------------------------------------------
+    def step(self) -> bool:
+        did_work = self._work()
+        if not did_work:
+            rings, kwargs = self._runtime.rings, self._runtime.ring_kwargs()
+            self._ticks = follow(self._ticks, rings.ticks, "executor", self._runtime.log, **kwargs)
+            if not self._pending_seq:
+                intents = follow(
+                    self._intents, rings.intents, "executor", self._runtime.log, **kwargs
+                )
+                if intents is not self._intents:
+                    self._intents = intents
+                    self._submitted_upto = intents.cursor
+        return did_work
+
+    def _work(self) -> bool:
+        self._poll_kill_switch()
+        did_work = self._flush_outbox()
+        ticks = self._ticks.read(_BATCH_MAX)
+        if len(ticks):
+            self._emit(self._venue.on_ticks(ticks))
+            did_work = True
+        if not len(self._outbox):
+            did_work |= self._take_intents()
+        return did_work
+
+    def _take_intents(self) -> bool:
+        intents = self._intents.peek(_BATCH_MAX)
+        base = self._intents.cursor
+        fresh = intents[self._submitted_upto - base :] if self._submitted_upto > base else intents
+        if len(fresh):
+            first_seq = base + len(intents) - len(fresh)
+            self._submit(fresh, first_seq)
+            self._submitted_upto = first_seq + len(fresh)
+        self._advance_intents()
+        return bool(len(fresh))
+
+    def _submit(self, intents: np.ndarray, first_seq: int) -> None:
+        if self.trade_enabled is not True:
+            self._emit(
+                reports_from_intents(
+                    intents,
+                    time.monotonic_ns(),
+                    OrderStatus.REJECTED,
+                    RejectReason.TRADING_DISABLED,
+                )
+            )
+            return
+        send_ns = time.monotonic_ns()
+        reports = self._venue.submit(intents, send_ns)
+        finished = set(reports["client_order_id"].tolist())
+        for offset, coid in enumerate(intents["client_order_id"].tolist()):
+            if coid not in finished:
+                self._pending_seq[coid] = first_seq + offset
+        self.orders_sent += len(intents)
+        self._metrics.orders.labels(self._venue_name).inc(len(intents))
+        latency_ns = send_ns - intents["tick_ingest_ns"]
+        for value in latency_ns.tolist():
+            self._metrics.tick_to_order.observe(value / 1e9)
+        slots = np.arange(self._latency_count, self._latency_count + len(latency_ns))
+        self._latency_ns[slots % _LATENCY_WINDOW] = latency_ns
+        self._latency_count += len(latency_ns)
+        self._emit(reports)
+
+    def _emit(self, reports: np.ndarray) -> None:
+        if not len(reports):
+            return
+        for coid in reports["client_order_id"].tolist():
+            self._pending_seq.pop(coid, None)
+        statuses = reports["status"]
+        fills = int(np.count_nonzero(statuses == OrderStatus.FILLED))
+        self.fills += fills
+        self._metrics.fills.labels(self._venue_name).inc(fills)
+        for reason in reports["reject_reason"][statuses != OrderStatus.FILLED].tolist():
+            self.rejects += 1
+            self._metrics.rejects.labels(RejectReason(reason).name.lower()).inc()
+        self._outbox = np.concatenate([self._outbox, reports]) if len(self._outbox) else reports
+        self._flush_outbox()
+
+    def _flush_outbox(self) -> bool:
+        if not len(self._outbox):
+            return False
+        written = self._reports.write(self._outbox)
+        self._outbox = self._outbox[written:]
+        return written > 0
+
+    def _advance_intents(self) -> None:
+        """Consume intents whose final report has left the process (or is queued in order)."""
+        if len(self._outbox):
+            return
+        oldest_open = min(self._pending_seq.values(), default=self._submitted_upto)
+        consumed = oldest_open - self._intents.cursor
+        if consumed > 0:
+            self._intents.advance(consumed)
+
+    def _poll_kill_switch(self) -> None:
+        for _topic, payload in self._ledger_events.receive(0):
+            value = payload.get("value")
+            if isinstance(value, bool) and value != self.trade_enabled:
+                self._runtime.log.info(
+                    "trading %s by the ledger",
+                    "enabled" if value else "disabled",
+                    extra={"event": "executor.trade_enabled", "value": value},
+                )
+                self.trade_enabled = value
+                self._metrics.trade_enabled.set(1 if value else 0)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def drain(self) -> bool:
+        """Submit what is left, cancel what the venue still holds, flush every report."""
+        while self._work():
+            pass
+        if self._pending_seq:
+            self._emit(self._venue.cancel_all(RejectReason.SHUTDOWN))
+        self._flush_outbox()
+        self._advance_intents()
+        return not len(self._outbox) and not self._pending_seq and not self._intents.available()
+
+    def latency_quantiles_us(self) -> dict[str, float]:
+        count = min(self._latency_count, _LATENCY_WINDOW)
+        if not count:
+            return {}
+        window = self._latency_ns[:count] / 1000
+        p50, p99, p999 = np.percentile(window, [50, 99, 99.9])
+        return {
+            "p50_us": round(float(p50), 1),
+            "p99_us": round(float(p99), 1),
+            "p999_us": round(float(p999), 1),
+        }
+
+    def heartbeat(self) -> dict[str, Any]:
+        return {
+            "orders": self.orders_sent,
+            "fills": self.fills,
+            "rejects": self.rejects,
+            "pending": len(self._pending_seq),
+            "trade_enabled": self.trade_enabled,
+            "outbox": len(self._outbox),
+            "tick_to_order": self.latency_quantiles_us(),
+            "backpressure_waits": self._reports.backpressure_waits,
+        }
+
+    def update_metrics(self) -> None:
+        self._metrics.pending.set(len(self._pending_seq))
+        self._runtime.metrics.export_writer(
+            self._reports.spec.name,
+            self._reports.backpressure_waits,
+            self._reports.backpressure_timeouts,
+        )
+        self._runtime.metrics.export_reader(self._ticks.spec.name, "executor", self._ticks.lost)
+
+    def handlers(self) -> Mapping[str, Handler]:
+        return {}
+
+    def close(self) -> None:
+        self._ledger_events.close()
+        self._ticks.close()
+        self._intents.close()
+        self._reports.close()

@@ -1,0 +1,144 @@
+"""The ledger's tables as typed SQLAlchemy 2.x models.
+
+Identifiers: ``client_order_id`` and ``tick_seq`` are u64 in the records but SQLite integers
+are signed 64-bit. They are stored as the signed int64 with the same bit pattern
+(``np.uint64 -> np.int64`` view), so ids above 2**63-1 appear negative in SQL. The mapping is
+one-to-one, keeps the column an 8-byte integer (compact, fast unique index), and is undone
+with :func:`to_u64`. Sort order in SQL is therefore not u64 order; nothing relies on it.
+
+Times: ``*_at`` and ``ts`` columns are naive UTC datetimes; ``*_ns`` columns are integers in
+the units and clocks documented in ``pipeline.records``. Money is float64 in asset units.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from pipeline.ledger.base import ModelBase
+
+_U64_WRAP = 1 << 64
+
+
+def to_u64(stored: int) -> int:
+    """Undo the signed reinterpretation of a stored u64 id."""
+    return stored % _U64_WRAP
+
+
+def to_stored(u64: int) -> int:
+    """The signed int64 with the same bit pattern as ``u64`` (how ids are stored)."""
+    return u64 - _U64_WRAP if u64 >= 1 << 63 else u64
+
+
+class Order(ModelBase):
+    """One order; it changes only by moving up ``status_rank`` (1 = new, 2 = final)."""
+
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_order_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    symbol: Mapped[str] = mapped_column(String(32))
+    side: Mapped[str] = mapped_column(String(4))  # "buy" / "sell"
+    quantity: Mapped[float] = mapped_column(Float)
+    limit_price: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16))  # new / filled / rejected / cancelled
+    status_rank: Mapped[int] = mapped_column(Integer)
+    filled_qty: Mapped[float] = mapped_column(Float)
+    avg_price: Mapped[float] = mapped_column(Float)
+    fee: Mapped[float] = mapped_column(Float)
+    reject_reason: Mapped[str | None] = mapped_column(String(32))  # RejectReason name
+    tick_seq: Mapped[int] = mapped_column(BigInteger)
+    tick_ingest_ns: Mapped[int] = mapped_column(BigInteger)
+    decision_ns: Mapped[int] = mapped_column(BigInteger)
+    send_ns: Mapped[int] = mapped_column(BigInteger)
+    tick_to_order_ns: Mapped[int] = mapped_column(BigInteger)  # send_ns - tick_ingest_ns
+    venue_ref: Mapped[str] = mapped_column(String(88))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Fill(ModelBase):
+    """An execution; at most one per order because the paper venue fills fully."""
+
+    __tablename__ = "fills"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_order_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("orders.client_order_id"), unique=True
+    )
+    symbol: Mapped[str] = mapped_column(String(32))
+    side: Mapped[str] = mapped_column(String(4))
+    quantity: Mapped[float] = mapped_column(Float)
+    price: Mapped[float] = mapped_column(Float)
+    fee: Mapped[float] = mapped_column(Float)  # quote units
+    venue_ref: Mapped[str] = mapped_column(String(88))
+    venue_ts_ns: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Position(ModelBase):
+    """Net position per symbol with average-cost accounting; PnL excludes fees."""
+
+    __tablename__ = "positions"
+
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    quantity: Mapped[float] = mapped_column(Float)  # signed base units: short < 0
+    avg_price: Mapped[float] = mapped_column(Float)
+    realized_pnl: Mapped[float] = mapped_column(Float)  # quote units
+    fees: Mapped[float] = mapped_column(Float)  # quote units, cumulative
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Balance(ModelBase):
+    """Append-only balance history; the latest row per asset is the current amount."""
+
+    __tablename__ = "balances"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    asset: Mapped[str] = mapped_column(String(16), index=True)
+    amount: Mapped[float] = mapped_column(Float)
+    ts: Mapped[datetime] = mapped_column(DateTime)
+    reason: Mapped[str] = mapped_column(String(64))
+
+
+class ConfigEntry(ModelBase):
+    """Runtime settings changed through the control plane, e.g. TRADE_ENABLED."""
+
+    __tablename__ = "config"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class AuditLog(ModelBase):
+    """Who changed what and when; ``detail`` is JSON text."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ts: Mapped[datetime] = mapped_column(DateTime)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text)
+
+
+class RingCursor(ModelBase):
+    """The next sequence to read from a ring, valid only for that ring instance."""
+
+    __tablename__ = "ring_cursors"
+
+    ring: Mapped[str] = mapped_column(String(64), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(36))  # uuid text
+    cursor: Mapped[int] = mapped_column(BigInteger)
+
+
+class Meta(ModelBase):
+    """Facts about the database itself: environment, schema_version."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

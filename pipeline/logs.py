@@ -1,0 +1,60 @@
+"""Structured JSON logs: one line per event with process, pid and environment.
+
+Each process logs to ``<data_dir>/logs/<process>.log``, rotated at midnight and kept for
+``log.keep_days``; standalone processes (under supervisor) also log to stderr, which
+supervisor captures. Use ``log.info("what happened", extra={"event": "dotted.name", ...})``.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+from pathlib import Path
+
+from pythonjsonlogger.json import JsonFormatter
+
+_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+class _ContextFilter(logging.Filter):
+    """Stamp every record with who wrote it, so merged log streams stay readable."""
+
+    def __init__(self, process: str, env: str) -> None:
+        super().__init__()
+        self._process = process
+        self._env = env
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.process_name = self._process
+        record.env = self._env
+        record.pid = os.getpid()
+        if not hasattr(record, "event"):
+            record.event = record.name
+        return True
+
+
+def setup_logging(process: str, env: str, log_dir: Path | None, *, level: str = "INFO",
+                  keep_days: int = 30, to_stderr: bool = True) -> logging.Logger:
+    """Configure the root logger for this process and return the process's logger."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    formatter = JsonFormatter(_FIELDS, rename_fields={"asctime": "time", "levelname": "level",
+                                                      "process_name": "process"})
+    context = _ContextFilter(process, env)
+    handlers: list[logging.Handler] = []
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.handlers.TimedRotatingFileHandler(
+            log_dir / f"{process}.log", when="midnight", backupCount=keep_days, utc=True))
+    if to_stderr:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        handler.addFilter(context)
+        root.addHandler(handler)
+    root.setLevel(level)
+    return logging.getLogger(f"pipeline.{process}")

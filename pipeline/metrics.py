@@ -1,0 +1,139 @@
+"""Prometheus metrics, one registry per process, served on 127.0.0.1 only by default.
+
+Names follow the Prometheus conventions: ``pipeline_`` prefix, base units, ``_total`` for
+counters, and low-cardinality labels only. Each process builds the metric set it uses and
+receives the registry from ``main()`` (tests build fresh ones).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+# Tick-to-order buckets: 10 us to 10 ms, dense around the 50 us - 1 ms we aim at.
+LATENCY_BUCKETS_S: Final = (
+    10e-6, 20e-6, 30e-6, 50e-6, 75e-6, 100e-6, 150e-6, 200e-6, 300e-6, 500e-6,
+    750e-6, 1e-3, 2e-3, 3e-3, 5e-3, 10e-3,
+)
+COMMIT_BUCKETS_S: Final = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
+ROWS_BUCKETS: Final = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+STATES: Final = ("starting", "running", "draining", "stopped")
+
+
+class CommonMetrics:
+    """What every process exports: lifecycle state, heartbeat, rings."""
+
+    def __init__(self, registry: CollectorRegistry, process: str) -> None:
+        self.process = process
+        self.state = Gauge("pipeline_process_state", "1 for the current lifecycle state",
+                           ["process", "state"], registry=registry)
+        self.heartbeat = Gauge("pipeline_heartbeat_timestamp_seconds",
+                               "Unix time of the last heartbeat", ["process"], registry=registry)
+        self.ring_lag = Gauge("pipeline_ring_lag_records", "Published records not yet read",
+                              ["ring", "reader"], registry=registry)
+        self.ring_lost = Counter("pipeline_ring_overrun_records_total",
+                                 "Records a lossy reader lost to overruns", ["ring", "reader"],
+                                 registry=registry)
+        self.backpressure_waits = Counter("pipeline_ring_backpressure_waits_total",
+                                          "Times a writer waited for a lossless reader",
+                                          ["ring"], registry=registry)
+        self.backpressure_timeouts = Counter(
+            "pipeline_ring_backpressure_timeouts_total",
+            "Times a writer gave up waiting with records left over", ["ring"], registry=registry)
+        self.bad_control = Counter("pipeline_control_bad_requests_total",
+                                   "Malformed or unknown control requests", ["process", "code"],
+                                   registry=registry)
+
+        self._exported: dict[tuple[str, str], int] = {}
+
+    def export_writer(self, ring: str, waits: int, timeouts: int) -> None:
+        """Bring the back-pressure counters up to a writer's running totals."""
+        self._advance(self.backpressure_waits.labels(ring), (ring, "waits"), waits)
+        self._advance(self.backpressure_timeouts.labels(ring), (ring, "timeouts"), timeouts)
+
+    def export_reader(self, ring: str, reader: str, lost: int) -> None:
+        """Bring the overrun counter up to a reader's running total."""
+        self._advance(self.ring_lost.labels(ring, reader), (ring, reader), lost)
+
+    def _advance(self, counter: Counter, key: tuple[str, str], total: int) -> None:
+        delta = total - self._exported.get(key, 0)
+        if delta > 0:
+            counter.inc(delta)
+        self._exported[key] = max(total, self._exported.get(key, 0))
+
+    def set_state(self, state: str) -> None:
+        for name in STATES:
+            self.state.labels(self.process, name).set(1.0 if name == state else 0.0)
+
+
+class IngestMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.ticks = Counter("pipeline_ticks_total", "Ticks written to the tick ring",
+                             ["source"], registry=registry)
+        self.last_price = Gauge("pipeline_last_price", "Last tick price", ["symbol"],
+                                registry=registry)
+
+
+class StrategyMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.ticks = Counter("pipeline_strategy_ticks_total", "Ticks the strategy processed",
+                             registry=registry)
+        self.intents = Counter("pipeline_intents_total", "Order intents written",
+                               registry=registry)
+        self.rejects = Counter("pipeline_risk_rejects_total", "Intents refused before sending",
+                               ["reason"], registry=registry)
+        self.decision = Histogram("pipeline_tick_to_decision_seconds",
+                                  "Ingest stamp to strategy decision", buckets=LATENCY_BUCKETS_S,
+                                  registry=registry)
+        self.paused = Gauge("pipeline_strategy_paused", "1 while paused", registry=registry)
+
+
+class ExecutorMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.orders = Counter("pipeline_orders_total", "Orders sent to the venue", ["venue"],
+                              registry=registry)
+        self.rejects = Counter("pipeline_order_rejects_total", "Orders rejected or cancelled",
+                               ["reason"], registry=registry)
+        self.fills = Counter("pipeline_fills_total", "Fills reported by the venue", ["venue"],
+                             registry=registry)
+        self.tick_to_order = Histogram("pipeline_tick_to_order_seconds",
+                                       "Ingest stamp to executor send stamp",
+                                       buckets=LATENCY_BUCKETS_S, registry=registry)
+        self.trade_enabled = Gauge("pipeline_trade_enabled",
+                                   "Kill switch as the executor sees it (-1 unknown)",
+                                   registry=registry)
+        self.pending = Gauge("pipeline_orders_pending", "Orders at the venue, not yet final",
+                             registry=registry)
+
+
+class LedgerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.commit_seconds = Histogram("pipeline_sqlite_commit_seconds",
+                                        "Duration of one ledger commit",
+                                        buckets=COMMIT_BUCKETS_S, registry=registry)
+        self.rows_per_commit = Histogram("pipeline_sqlite_rows_per_commit",
+                                         "Execution reports per commit", buckets=ROWS_BUCKETS,
+                                         registry=registry)
+        self.reports = Counter("pipeline_ledger_reports_total", "Execution reports committed",
+                               registry=registry)
+        self.duplicates = Counter("pipeline_ledger_duplicate_reports_total",
+                                  "Reports ignored as already applied", registry=registry)
+        self.commit_errors = Counter("pipeline_sqlite_commit_errors_total", "Failed commits",
+                                     registry=registry)
+        self.position = Gauge("pipeline_position", "Position in base units", ["symbol"],
+                              registry=registry)
+        self.realized_pnl = Gauge("pipeline_realized_pnl", "Realized PnL in quote units",
+                                  ["symbol"], registry=registry)
+        self.trade_enabled = Gauge("pipeline_ledger_trade_enabled",
+                                   "TRADE_ENABLED in the config table", registry=registry)
+
+
+def serve(registry: CollectorRegistry, host: str, port: int, port_file: Path | None) -> int:
+    """Start the /metrics endpoint; returns the bound port (``port=0`` picks a free one)."""
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    bound = int(server.server_address[1])
+    if port_file is not None:
+        port_file.write_text(f"{bound}\n")
+    return bound

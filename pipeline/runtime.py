@@ -1,0 +1,295 @@
+"""The process model shared by ingest, strategy, executor and ledger.
+
+``main()`` of each process builds a :class:`Runtime` (config, logger, metrics registry,
+ZeroMQ context, doorbell) and a :class:`Service`, then calls :func:`run_service`. The lifecycle is
+explicit and visible in metrics and heartbeats: starting -> running -> draining -> stopped.
+SIGTERM or SIGINT starts draining; a second one forces exit. An unexpected exception stops
+the process with a non-zero exit and a log line: where money moves we never limp on, the
+supervisor restarts us from durable state.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import zmq
+from prometheus_client import CollectorRegistry
+
+from pipeline import ring
+from pipeline.config import PipelineConfig
+from pipeline.control import (
+    ControlServer,
+    EventPublisher,
+    Handler,
+    control_address,
+    events_address,
+)
+from pipeline.errors import EXIT_CRASH, EXIT_OK, EXIT_OPERATIONAL, OperationalError
+from pipeline.logs import setup_logging
+from pipeline.metrics import CommonMetrics, serve
+from pipeline.records import INTENT_DTYPE, REPORT_DTYPE, TICK_DTYPE
+from pipeline.wakeup import BellRinger, Doorbell, Waiter
+
+
+@dataclass(frozen=True)
+class RingSpecs:
+    """The three rings, derived from config so every process agrees on them."""
+
+    ticks: ring.RingSpec
+    intents: ring.RingSpec
+    reports: ring.RingSpec
+
+    @classmethod
+    def from_config(cls, config: PipelineConfig) -> RingSpecs:
+        prefix = config.paths.ring_prefix
+        rings = config.rings
+        return cls(
+            ticks=ring.RingSpec(f"{prefix}-ticks", TICK_DTYPE, rings.ticks_capacity,
+                                lossless=False, readers=("strategy", "executor", "monitor")),
+            intents=ring.RingSpec(f"{prefix}-intents", INTENT_DTYPE, rings.intents_capacity,
+                                  lossless=True, readers=("executor",)),
+            reports=ring.RingSpec(f"{prefix}-reports", REPORT_DTYPE, rings.reports_capacity,
+                                  lossless=True, readers=("ledger",)),
+        )
+
+    def all(self) -> tuple[ring.RingSpec, ...]:
+        return (self.ticks, self.intents, self.reports)
+
+
+@dataclass
+class Runtime:
+    """Everything a service needs from its process, built once in main() and injected."""
+
+    config: PipelineConfig
+    name: str
+    run_id: uuid.UUID
+    log: logging.Logger
+    registry: CollectorRegistry
+    metrics: CommonMetrics
+    zmq_context: zmq.Context[zmq.Socket[bytes]]
+    ringer: BellRinger
+    doorbell: Doorbell
+    rings: RingSpecs
+    events: EventPublisher
+    started_at: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def build(cls, config: PipelineConfig, name: str, *, to_stderr: bool = True) -> Runtime:
+        paths = config.paths
+        paths.run_dir.mkdir(parents=True, exist_ok=True)
+        log = setup_logging(name, config.env, paths.log_dir, level=config.log.level,
+                            keep_days=config.log.keep_days, to_stderr=to_stderr)
+        run_id_text = os.environ.get("PIPELINE_RUN_ID")
+        run_id = uuid.UUID(run_id_text) if run_id_text else uuid.uuid4()
+        registry = CollectorRegistry()
+        context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        return cls(config=config, name=name, run_id=run_id, log=log, registry=registry,
+                   metrics=CommonMetrics(registry, name), zmq_context=context,
+                   ringer=BellRinger(paths.run_dir), doorbell=Doorbell(paths.run_dir, name),
+                   rings=RingSpecs.from_config(config),
+                   events=EventPublisher(context, events_address(paths.run_dir, name)))
+
+    def ring_kwargs(self) -> dict[str, Any]:
+        return {"env": self.config.env, "run_id": self.run_id,
+                "shm_dir": Path(self.config.rings.shm_dir)}
+
+    def close(self) -> None:
+        self.events.close()
+        self.ringer.close()
+        self.doorbell.close()
+        self.zmq_context.destroy(linger=0)
+
+
+class Service(abc.ABC):
+    """One process's work, driven by :func:`run_service`."""
+
+    spin_us: int = 0
+
+    @abc.abstractmethod
+    def step(self) -> bool:
+        """Do one unit of work; return False when there was nothing to do."""
+
+    @abc.abstractmethod
+    def drain(self) -> bool:
+        """Work towards an orderly stop; return True once nothing is left in flight."""
+
+    def readers(self) -> Sequence[ring.RingReader]:
+        """Rings whose new records should wake this process."""
+        return ()
+
+    def idle_timeout_s(self) -> float | None:
+        """How long to sleep when idle (None: until woken, within the heartbeat interval)."""
+        return None
+
+    def heartbeat(self) -> dict[str, Any]:
+        """Counters published with each heartbeat and returned by ``status``."""
+        return {}
+
+    def handlers(self) -> Mapping[str, Handler]:
+        """Extra control commands of this process."""
+        return {}
+
+    def sockets(self) -> Sequence[zmq.Socket[bytes]]:
+        """Extra sockets whose traffic should wake this process; handled in :meth:`step`."""
+        return ()
+
+    def update_metrics(self) -> None:  # noqa: B027
+        """Refresh gauges; called with each heartbeat."""
+
+    def close(self) -> None:  # noqa: B027
+        """Release rings and files after draining."""
+
+
+class _Signals:
+    """First SIGTERM/SIGINT asks for a drain; the second forces exit."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        self.stop_requested = False
+        self.reload_requested = False
+        self._log = log
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        signal.signal(signal.SIGHUP, self._hup)
+
+    def _stop(self, signum: int, _frame: FrameType | None) -> None:
+        if self.stop_requested:
+            self._log.warning("second stop signal: exiting now",
+                              extra={"event": "process.force_exit"})
+            os._exit(EXIT_CRASH)
+        self.stop_requested = True
+
+    def _hup(self, _signum: int, _frame: FrameType | None) -> None:
+        self.reload_requested = True
+
+
+def run_service(runtime: Runtime, make_service: Callable[[Runtime], Service]) -> int:
+    """Run a service through its lifecycle; returns the process exit code."""
+    log = runtime.log
+    signals = _Signals(log)
+    signals.install()
+    state = "starting"
+    runtime.metrics.set_state(state)
+    config = runtime.config
+    try:
+        port = _serve_metrics(runtime)
+        service = make_service(runtime)
+    except OperationalError as exc:
+        log.error("cannot start: %s", exc, extra={"event": "process.start_failed"})
+        runtime.close()
+        return EXIT_OPERATIONAL
+    events = runtime.events
+    status_fn = _status_handler(runtime, service, lambda: state)
+    handlers: dict[str, Handler] = {"ping": lambda _args: {"pong": runtime.name},
+                                    "status": status_fn}
+    handlers.update(service.handlers())
+    control = ControlServer(runtime.zmq_context,
+                            control_address(config.paths.run_dir, runtime.name),
+                            runtime.name, handlers,
+                            on_bad_request=lambda code: runtime.metrics.bad_control.labels(
+                                runtime.name, code).inc())
+    waiter = Waiter(runtime.doorbell, service.readers(), spin_us=service.spin_us,
+                    max_block_s=config.run.heartbeat_interval_s / 2)
+    waiter.register(control.socket)
+    for sock in service.sockets():
+        waiter.register(sock)
+    log.info("started", extra={"event": "process.started", "run_id": str(runtime.run_id),
+                               "metrics_port": port, "config": config.source})
+    interval_s = config.run.heartbeat_interval_s
+    next_beat = 0.0
+    exit_code = EXIT_OK
+    try:
+        state = "running"
+        runtime.metrics.set_state(state)
+        while not signals.stop_requested:
+            did_work = service.step()
+            now = time.monotonic()
+            if now >= next_beat:
+                _beat(runtime, service, events, state)
+                control.handle_pending()
+                next_beat = now + interval_s
+            if not did_work:
+                waiter.set_readers(service.readers())
+                timeout = service.idle_timeout_s()
+                if timeout is not None and timeout < 0.002:
+                    if timeout > 0:
+                        time.sleep(timeout)
+                elif waiter.wait(timeout):
+                    control.handle_pending()
+        state = "draining"
+        runtime.metrics.set_state(state)
+        log.info("draining", extra={"event": "process.draining"})
+        deadline = time.monotonic() + config.run.stop_timeout_s * 0.8
+        while not service.drain():
+            if time.monotonic() > deadline:
+                log.error("drain timed out with work in flight",
+                          extra={"event": "process.drain_timeout"})
+                exit_code = EXIT_CRASH
+                break
+            if time.monotonic() >= next_beat:
+                _beat(runtime, service, events, state)
+                control.handle_pending()
+                next_beat = time.monotonic() + interval_s
+            waiter.set_readers(service.readers())
+            waiter.wait(0.01)
+    except OperationalError as exc:
+        log.error("stopping: %s", exc, extra={"event": "process.operational_error"})
+        exit_code = EXIT_OPERATIONAL
+    except Exception:
+        log.exception("unexpected failure: stopping so the supervisor restarts us from "
+                      "durable state", extra={"event": "process.crash"})
+        exit_code = EXIT_CRASH
+    state = "stopped"
+    runtime.metrics.set_state(state)
+    _beat(runtime, service, events, state)
+    service.close()
+    control.close()
+    runtime.close()
+    log.info("stopped", extra={"event": "process.stopped", "exit_code": exit_code})
+    return exit_code
+
+
+def _serve_metrics(runtime: Runtime) -> int:
+    config = runtime.config
+    try:
+        return serve(runtime.registry, config.metrics.host,
+                     config.metrics.ports.get(runtime.name, 0),
+                     config.paths.run_dir / f"{runtime.name}.metrics-port")
+    except OSError as exc:
+        raise OperationalError(f"cannot serve metrics on {config.metrics.host}:"
+                               f"{config.metrics.ports.get(runtime.name)}: {exc}") from exc
+
+
+def _status_handler(runtime: Runtime, service: Service,
+                    state: Callable[[], str]) -> Handler:
+    def status(_args: Mapping[str, Any]) -> Mapping[str, Any]:
+        return _heartbeat_body(runtime, service, state())
+    return status
+
+
+def _heartbeat_body(runtime: Runtime, service: Service, state: str) -> dict[str, Any]:
+    body = {"process": runtime.name, "state": state, "pid": os.getpid(),
+            "run_id": str(runtime.run_id), "env": runtime.config.env,
+            "uptime_s": round(time.monotonic() - runtime.started_at, 3),
+            "rings": ring.reader_positions(service.readers())}
+    body.update(service.heartbeat())
+    return body
+
+
+def _beat(runtime: Runtime, service: Service, events: EventPublisher, state: str) -> None:
+    service.update_metrics()
+    for reader in service.readers():
+        runtime.metrics.ring_lag.labels(reader.spec.name, reader.name).set(reader.available())
+    runtime.metrics.heartbeat.labels(runtime.name).set(time.time())
+    events.publish(f"heartbeat.{runtime.name}", _heartbeat_body(runtime, service, state))

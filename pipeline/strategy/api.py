@@ -1,0 +1,113 @@
+"""How to write a strategy.
+
+A strategy is a class derived from :class:`Strategy` with one method, ``on_ticks``. The
+strategy process reads a batch of ticks from the tick ring (``TICK_DTYPE`` records, in
+sequence order, possibly for several symbols), calls ``on_ticks(ticks)`` and sends what it
+returns (``INTENT_DTYPE`` records) through the risk engine to the executor.
+
+Rules:
+
+- Work on the whole batch with numpy; no Python loop over ticks. A batch may hold one tick
+  (live) or a million (backtest), and the result must not depend on how the stream was cut
+  into batches: keep whatever state you need (last values, running sums) between calls.
+- Fill ``symbol_id``, ``side`` (+1 buy, -1 sell), ``quantity`` (> 0, base units),
+  ``limit_price`` (worst acceptable price), ``order_type`` and, from the tick that caused
+  the decision, ``tick_seq`` and ``tick_ingest_ns``. Leave ``client_order_id`` and
+  ``decision_ns`` at 0: the process stamps them. :func:`make_intents` does all of this.
+- You never see fills. The risk engine may reject intents (position, notional, rate and
+  price-band limits), so think of your outputs as requests, not trades.
+- The constructor receives ``symbol_id`` (from ``strategy.symbol_id``) and the keyword
+  arguments in ``strategy.params``; raise ``ValueError`` for bad values.
+
+Example: buy ``quantity`` whenever the price drops more than ``drop_bps`` between two
+consecutive ticks of the symbol::
+
+    import numpy as np
+    from pipeline.records import Side
+    from pipeline.strategy.api import Strategy, limit_prices, make_intents
+
+    class BuyTheDip(Strategy):
+        def __init__(self, symbol_id: int = 1, drop_bps: float = 50.0,
+                     quantity: float = 1.0) -> None:
+            self.symbol_id, self.drop_bps, self.quantity = symbol_id, drop_bps, quantity
+            self.last_price = np.nan  # carried between batches
+
+        def on_ticks(self, ticks: np.ndarray) -> np.ndarray:
+            index = np.flatnonzero(ticks["symbol_id"] == self.symbol_id)
+            price = ticks["price"][index]
+            previous = np.concatenate(([self.last_price], price[:-1]))
+            if index.size:
+                self.last_price = float(price[-1])
+            dip = np.flatnonzero(price < previous * (1 - self.drop_bps / 1e4))
+            side = np.full(dip.size, Side.BUY, dtype=np.int8)
+            return make_intents(ticks, index[dip], side, self.quantity,
+                                limit_prices(price[dip], side, slippage_bps=20.0))
+
+Run it with ``[strategy] name = "my_package.dips:BuyTheDip"`` and
+``params = {drop_bps = 30.0}``. Strategies that hold a target position can use
+:func:`target_orders`, which turns a per-tick target into the orders that move to it.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+
+from pipeline.records import INTENT_DTYPE, OrderType, Side, empty
+
+
+class Strategy(abc.ABC):
+    """Turns batches of ticks into order intents; see the module docstring."""
+
+    @abc.abstractmethod
+    def on_ticks(self, ticks: np.ndarray) -> np.ndarray:
+        """Return the ``INTENT_DTYPE`` records decided on this batch of ``TICK_DTYPE`` ticks."""
+
+
+def make_intents(
+    ticks: np.ndarray,
+    index: np.ndarray,
+    side: np.ndarray,
+    quantity: float | np.ndarray,
+    limit_price: np.ndarray,
+    *,
+    order_type: OrderType = OrderType.LIMIT,
+) -> np.ndarray:
+    """Intents for the ticks at ``index``, tagged with those ticks' symbol, seq and time."""
+    intents = empty(INTENT_DTYPE, index.size)
+    rows = ticks[index]
+    intents["symbol_id"] = rows["symbol_id"]
+    intents["tick_seq"] = rows["seq"]
+    intents["tick_ingest_ns"] = rows["ingest_ns"]
+    intents["side"] = side
+    intents["quantity"] = quantity
+    intents["limit_price"] = limit_price
+    intents["order_type"] = order_type
+    return intents
+
+
+def limit_prices(price: np.ndarray, side: np.ndarray, slippage_bps: float) -> np.ndarray:
+    """Worst acceptable prices: ``slippage_bps`` above ``price`` for buys, below for sells."""
+    return price * (1.0 + side * (slippage_bps / 1e4))
+
+
+def target_orders(
+    ticks: np.ndarray,
+    index: np.ndarray,
+    target: np.ndarray,
+    previous_target: float,
+    slippage_bps: float,
+) -> np.ndarray:
+    """Orders that move the position to ``target`` (one per tick ``index``) as it changes.
+
+    ``previous_target`` is the target after the last tick of the previous batch. Each change
+    becomes one limit order for the difference, priced off the tick that caused it.
+    """
+    delta = target - np.concatenate(([previous_target], target[:-1]))
+    changed = np.flatnonzero(delta != 0.0)
+    side = np.where(delta[changed] > 0.0, Side.BUY, Side.SELL).astype(np.int8)
+    price = ticks["price"][index[changed]]
+    return make_intents(
+        ticks, index[changed], side, np.abs(delta[changed]), limit_prices(price, side, slippage_bps)
+    )

@@ -1,0 +1,74 @@
+"""The strategy package's configs: which strategy runs, and the pre-trade risk limits.
+
+Two tables because they change for different reasons: ``[strategy]`` says what to trade
+and is fixed for a run; ``[risk]`` holds limits an operator may tighten while it runs
+(:meth:`pipeline.strategy.risk.RiskEngine.reconfigure`). Defaults suit paper trading
+SOL/USDT around 150 USDT with orders of 1 SOL.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from pipeline.configtools import require
+
+_U32_MAX: Final = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """Which strategy to load and how the strategy process polls.
+
+    ``name`` is a built-in (``"ema_cross"``, ``"zscore"``) or a user's class as
+    ``"package.module:ClassName"``. The class is built as
+    ``cls(symbol_id=symbol_id, **params)``, so ``symbol_id`` is not repeated in ``params``.
+    """
+
+    name: str = "ema_cross"
+    params: dict[str, Any] = field(default_factory=dict)
+    symbol_id: int = 1
+    spin_us: int = 200  # busy-poll this long after the last tick before sleeping
+
+    def __post_init__(self) -> None:
+        require(bool(self.name.strip()), "strategy.name", self.name, "must not be empty")
+        require(
+            "symbol_id" not in self.params,
+            "strategy.params.symbol_id",
+            self.params.get("symbol_id"),
+            "set strategy.symbol_id instead; it is passed to the strategy",
+        )
+        require(
+            0 <= self.symbol_id <= _U32_MAX, "strategy.symbol_id", self.symbol_id, "must fit u32"
+        )
+        require(self.spin_us >= 0, "strategy.spin_us", self.spin_us, "must be >= 0")
+
+
+def _require_positive(key: str, value: float) -> None:
+    require(math.isfinite(value) and value > 0, key, value, "must be a finite number > 0")
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    """Pre-trade limits applied to every intent before it reaches the executor.
+
+    Positions are counted from accepted intents, not fills (the strategy process never sees
+    fills), which over-counts exposure when orders do not fill: the safe side.
+    """
+
+    max_position: float = 10.0  # base units (SOL), absolute, per symbol
+    max_order_notional: float = 5000.0  # quote units (USDT): quantity * limit_price
+    max_orders_per_s: float = 50.0  # token bucket refill rate; the burst is the same number
+    price_band_bps: float = 100.0  # limit price within this of the symbol's last tick price
+
+    def __post_init__(self) -> None:
+        _require_positive("risk.max_position", self.max_position)
+        _require_positive("risk.max_order_notional", self.max_order_notional)
+        require(
+            math.isfinite(self.max_orders_per_s) and self.max_orders_per_s >= 1.0,
+            "risk.max_orders_per_s",
+            self.max_orders_per_s,
+            "must be a finite number >= 1 (the burst is the same number: below 1 nothing passes)",
+        )
+        _require_positive("risk.price_band_bps", self.price_band_bps)

@@ -1,0 +1,131 @@
+"""The strategy process: tick batches in, risk-checked order intents out.
+
+This is the one process allowed to busy-poll for longer (``strategy.spin_us``): it sits in
+the middle of the tick-to-order path. Intents that the lossless intents ring cannot take
+within ``rings.intents_backpressure_ms`` are dropped and counted: a decision not sent is
+not an order, and the strategy must keep up with the lossy tick stream.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from pipeline.control import Handler
+from pipeline.ids import ClientOrderIds
+from pipeline.metrics import StrategyMetrics
+from pipeline.reattach import follow
+from pipeline.records import RejectReason
+from pipeline.ring import RingReader, RingWriter
+from pipeline.runtime import Runtime, Service
+from pipeline.strategy.loader import load_strategy
+from pipeline.strategy.risk import RiskEngine
+
+_BATCH_MAX = 4096
+
+
+class StrategyService(Service):
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        config = runtime.config
+        self.spin_us = config.strategy.spin_us
+        self._strategy = load_strategy(config.strategy)
+        self._risk = RiskEngine(config.risk)
+        self._ticks = RingReader(runtime.rings.ticks, "strategy", **runtime.ring_kwargs())
+        self._intents = RingWriter(
+            runtime.rings.intents,
+            ring_bell=runtime.ringer,
+            backpressure_timeout_s=config.rings.intents_backpressure_ms / 1000,
+            **runtime.ring_kwargs(),
+        )
+        self._ids = ClientOrderIds()
+        self._metrics = StrategyMetrics(runtime.registry)
+        self.paused = False
+        self.ticks_seen = 0
+        self.intents_sent = 0
+        self.dropped = 0
+
+    def readers(self) -> list[RingReader]:
+        return [self._ticks]
+
+    def step(self) -> bool:
+        if self._process_ticks():
+            return True
+        self._ticks = follow(
+            self._ticks,
+            self._runtime.rings.ticks,
+            "strategy",
+            self._runtime.log,
+            **self._runtime.ring_kwargs(),
+        )
+        return False
+
+    def _process_ticks(self) -> bool:
+        ticks = self._ticks.read(_BATCH_MAX)
+        if not len(ticks):
+            return False
+        self.ticks_seen += len(ticks)
+        self._risk.on_ticks(ticks)
+        intents = self._strategy.on_ticks(ticks)
+        if self.paused or not len(intents):
+            return True
+        accepted, reasons = self._risk.check(intents, time.monotonic_ns())
+        refused, counts = np.unique(reasons[reasons != RejectReason.NONE], return_counts=True)
+        for reason, count in zip(refused.tolist(), counts.tolist(), strict=True):
+            self._metrics.rejects.labels(RejectReason(reason).name.lower()).inc(count)
+        if not len(accepted):
+            return True
+        accepted["client_order_id"] = self._ids.take(len(accepted))
+        accepted["decision_ns"] = time.monotonic_ns()
+        written = self._intents.write(accepted)
+        self.intents_sent += written
+        self._metrics.intents.inc(written)
+        if written < len(accepted):
+            self.dropped += len(accepted) - written
+            self._metrics.rejects.labels("backpressure").inc(len(accepted) - written)
+        latency_s = (accepted["decision_ns"][:written] - accepted["tick_ingest_ns"][:written]) / 1e9
+        for value in latency_s:
+            self._metrics.decision.observe(float(value))
+        return True
+
+    def drain(self) -> bool:
+        return not self._process_ticks()  # upstream has stopped: finish what it published
+
+    def heartbeat(self) -> dict[str, Any]:
+        return {
+            "ticks": self.ticks_seen,
+            "intents": self.intents_sent,
+            "dropped_backpressure": self.dropped,
+            "paused": self.paused,
+            "strategy": self._runtime.config.strategy.name,
+            "risk_rejects": {r.name.lower(): n for r, n in self._risk.reject_counts().items()},
+            "tick_overruns": self._ticks.lost,
+        }
+
+    def update_metrics(self) -> None:
+        common = self._runtime.metrics
+        common.export_reader(self._ticks.spec.name, "strategy", self._ticks.lost)
+        common.export_writer(
+            self._intents.spec.name,
+            self._intents.backpressure_waits,
+            self._intents.backpressure_timeouts,
+        )
+        self._metrics.paused.set(1.0 if self.paused else 0.0)
+
+    def handlers(self) -> Mapping[str, Handler]:
+        return {"pause": self._pause, "resume": self._resume}
+
+    def _pause(self, _args: Mapping[str, Any]) -> Mapping[str, Any]:
+        self.paused = True
+        return {"paused": True}
+
+    def _resume(self, _args: Mapping[str, Any]) -> Mapping[str, Any]:
+        self.paused = False
+        return {"paused": False}
+
+    def close(self) -> None:
+        self._ticks.close()
+        self._intents.close()

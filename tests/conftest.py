@@ -1,0 +1,22 @@
+"""Shared fixtures; also puts this directory on sys.path so tests can ``import testkit``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_TESTS_DIR = str(Path(__file__).resolve().parent)
+if _TESTS_DIR not in sys.path:
+    sys.path.insert(0, _TESTS_DIR)
+
+from testkit import scratch_shm_dir  # noqa: E402  (needs the path above)
+
+
+@pytest.fixture
+def shm_dir() -> Iterator[Path]:
+    """A per-test directory in /dev/shm for ring segments, removed after the test."""
+    with scratch_shm_dir() as path:
+        yield path

@@ -1,0 +1,126 @@
+"""EmaCross: warm-up, orders at each crossing, symbols, and batch-split invariance."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.records import INTENT_DTYPE, Side
+from pipeline.strategy.ema_cross import EmaCross
+
+TickMaker = Callable[..., np.ndarray]
+Walk = Callable[[int, int], np.ndarray]
+
+
+def _sine(n: int) -> np.ndarray:
+    return 150.0 + 5.0 * np.sin(np.arange(n) * 2 * np.pi / 200)
+
+
+def test_no_orders_before_slow_ticks(make_ticks: TickMaker) -> None:
+    rising = 100.0 + np.arange(30, dtype=float)
+    intents = EmaCross(fast=3, slow=10, quantity=1.0).on_ticks(make_ticks(rising))
+    assert intents["tick_seq"].tolist() == [10]  # the 10th tick is the first that may trade
+    assert intents["side"].tolist() == [Side.BUY]
+
+
+def test_trades_each_crossing_long_only(make_ticks: TickMaker) -> None:
+    ticks = make_ticks(_sine(1000))
+    intents = EmaCross(fast=5, slow=20, quantity=2.0, limit_slippage_bps=10.0).on_ticks(ticks)
+    assert len(intents) >= 8
+    assert intents["side"].tolist() == [1, -1] * (len(intents) // 2) + [1] * (len(intents) % 2)
+    assert (intents["quantity"] == 2.0).all()
+    price = ticks["price"][intents["tick_seq"] - 1]
+    assert intents["limit_price"] == pytest.approx(price * (1 + intents["side"] * 10e-4))
+    assert (intents["tick_ingest_ns"] == intents["tick_seq"].astype(np.int64) * 1000).all()
+    assert (intents["client_order_id"] == 0).all()
+
+
+def test_buys_follow_rising_prices(make_ticks: TickMaker) -> None:
+    """Long exactly while the fast EMA is above the slow one: buys come after the trough."""
+    prices = _sine(1000)
+    intents = EmaCross(fast=5, slow=20, quantity=1.0).on_ticks(make_ticks(prices))
+    buys = intents["tick_seq"][intents["side"] == Side.BUY] - 1
+    sells = intents["tick_seq"][intents["side"] == Side.SELL] - 1
+    assert (prices[buys] > prices[buys - 1]).all()
+    assert (prices[sells] < prices[sells - 1]).all()
+
+
+def test_short_mode_flips_with_twice_the_quantity(make_ticks: TickMaker) -> None:
+    intents = EmaCross(fast=5, slow=20, quantity=1.0, allow_short=True).on_ticks(
+        make_ticks(_sine(1000))
+    )
+    position = np.cumsum(intents["side"] * intents["quantity"])
+    assert set(position.tolist()) <= {-1.0, 1.0}
+    assert (intents["quantity"][1:] == 2.0).all()
+
+
+def test_other_symbols_are_ignored(make_ticks: TickMaker) -> None:
+    prices = _sine(600)
+    alone = EmaCross(fast=5, slow=20, quantity=1.0, symbol_id=7).on_ticks(
+        make_ticks(prices, symbol_ids=7)
+    )
+    mixed_prices = np.repeat(prices, 2)
+    mixed_prices[1::2] = 1.0  # the other symbol's wildly different price
+    symbols = np.tile(np.array([7, 8], dtype=np.uint32), 600)
+    mixed = EmaCross(fast=5, slow=20, quantity=1.0, symbol_id=7).on_ticks(
+        make_ticks(mixed_prices, symbol_ids=symbols)
+    )
+    assert (mixed["symbol_id"] == 7).all()
+    assert mixed["tick_seq"].tolist() == (2 * alone["tick_seq"] - 1).tolist()
+    assert mixed["limit_price"].tolist() == alone["limit_price"].tolist()
+
+
+def test_empty_and_foreign_batches_return_no_intents(make_ticks: TickMaker) -> None:
+    strategy = EmaCross(fast=2, slow=3, quantity=1.0)
+    assert strategy.on_ticks(make_ticks(np.array([]))).size == 0
+    assert strategy.on_ticks(make_ticks(np.array([1.0, 2.0]), symbol_ids=2)).dtype == INTENT_DTYPE
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"fast": 10, "slow": 10},
+        {"fast": 0, "slow": 10},
+        {"fast": 2, "slow": 10, "quantity": 0.0},
+        {"fast": 2, "slow": 10, "quantity": float("nan")},
+        {"fast": 2, "slow": 10, "limit_slippage_bps": -1.0},
+    ],
+)
+def test_bad_parameters_raise_value_error(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - the loader turns any into a ConfigError
+        EmaCross(**kwargs)  # type: ignore[arg-type]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    fast=st.integers(1, 30),
+    extra=st.integers(1, 200),
+    allow_short=st.booleans(),
+    seed=st.integers(0, 2**16),
+    cuts=st.lists(st.integers(0, 10**6), max_size=40),
+)
+def test_intents_do_not_depend_on_batching(  # noqa: PLR0917 - hypothesis supplies them
+    fast: int,
+    extra: int,
+    allow_short: bool,
+    seed: int,
+    cuts: list[int],
+    make_ticks: TickMaker,
+    random_walk: Walk,
+) -> None:
+    ticks = make_ticks(random_walk(2000, seed), symbol_ids=np.arange(2000) % 3 // 2 + 1)
+
+    def strategy() -> EmaCross:
+        return EmaCross(fast=fast, slow=fast + extra, quantity=1.5, allow_short=allow_short)
+
+    whole = strategy().on_ticks(ticks)
+    split = strategy()
+    edges = [0, *sorted({c % 2001 for c in cuts}), 2000]
+    pieces = [split.on_ticks(ticks[a:b]) for a, b in itertools.pairwise(edges)]
+    together = np.concatenate(pieces)
+    assert together.tolist() == whole.tolist()  # bit-for-bit, beyond the 1e-9 asked
