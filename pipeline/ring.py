@@ -203,7 +203,7 @@ def _validate(seg: _Segment, env: str) -> None:
         raise RingMismatchError(f"ring {spec.name}: capacity/kind in segment "
                                 f"({seg.word(_OFF_CAPACITY)}/{kind}) differ from config "
                                 f"({spec.capacity}/{int(spec.lossless)})")
-    if tuple(seg.slot_names()[:len(spec.readers)]) != spec.readers:
+    if tuple(seg.slot_names()) != spec.readers:
         raise RingMismatchError(f"ring {spec.name}: declared readers {seg.slot_names()} "
                                 f"differ from config {list(spec.readers)}")
 
@@ -265,6 +265,18 @@ def unlink(spec_name: str, shm_dir: Path = Path("/dev/shm")) -> bool:
         os.unlink(shm_dir / spec_name)
     except FileNotFoundError:
         return False
+    return True
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
     return True
 
 
@@ -419,6 +431,11 @@ class RingReader:
         self._cursor_idx = base // 8
         self._sleep_idx = base // 8 + 1
         self._words = self._seg.words
+        holder = int(self._words[base // 8 + 2])
+        if self._words[base // 8 + 3] and holder != os.getpid() and _alive(holder):
+            self._seg.close()
+            raise RingError(f"ring {spec.name}: reader {reader!r} is already attached by live "
+                            f"process {holder}; two processes must not share a cursor")
         self._words[base // 8 + 2] = os.getpid()
         self._words[base // 8 + 3] = 1
         self._cap = spec.capacity
@@ -449,9 +466,13 @@ class RingReader:
 
     def seek(self, seq: int) -> None:
         """Move the cursor, e.g. to the position a durable store recorded."""
-        if seq > self.write_seq:
+        write = self.write_seq
+        if seq > write:
             raise RingError(f"ring {self.spec.name}: cannot seek to {seq} beyond the "
-                            f"published sequence {self.write_seq}")
+                            f"published sequence {write}")
+        if self.spec.lossless and seq < write - self._cap:
+            raise RingError(f"ring {self.spec.name}: cannot seek to {seq}: records before "
+                            f"{write - self._cap} are gone (the lossless data is not there)")
         self._words[self._cursor_idx] = seq
 
     def set_sleeping(self, sleeping: bool) -> None:

@@ -252,11 +252,13 @@ def run_service(runtime: Runtime, make_service: Callable[[Runtime], Service]) ->
         exit_code = EXIT_CRASH
     state = "stopped"
     runtime.metrics.set_state(state)
+    final = _heartbeat_body(runtime, service, state)
     _beat(runtime, service, events, state)
     service.close()
     control.close()
     runtime.close()
-    log.info("stopped", extra={"event": "process.stopped", "exit_code": exit_code})
+    log.info("stopped", extra={"event": "process.stopped", "exit_code": exit_code,
+                               "final": final})
     return exit_code
 
 

@@ -14,7 +14,7 @@ import signal
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,15 @@ ENV = "test"
 DEADLINE_S = 40.0
 # The word holding the checksum, per layout: any i8 field not used for the sequence.
 CHECKSUM_FIELD = {TICK_DTYPE: "source_ts_ns", INTENT_DTYPE: "decision_ns"}
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_children() -> Iterator[None]:
+    """A failed test must not leave its worker processes running into the next one."""
+    yield
+    for child in CTX.active_children():
+        child.kill()
+        child.join(timeout=5)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -279,15 +288,17 @@ def test_writer_killed_mid_stream_is_continued_by_a_new_writer(shm_dir: Path) ->
     total = 200_000
     spec = RingSpec(unique_name("intents"), INTENT_DTYPE, 1024, lossless=True,
                     readers=("executor",))
-    queue = CTX.Queue()
+    # The writer to be killed gets its own queue (kept referenced until its child has started).
+    doomed_queue, queue = CTX.Queue(), CTX.Queue()
     progress = CTX.Value("q", 0, lock=False)
     reader = _start(queue, _read_stream, spec=spec, name="executor", shm_dir=shm_dir,
                     total=total, queue=queue, max_batch=512, progress=progress)
     assert _get(queue)["role"] == "ready"
-    doomed = _start(CTX.Queue(), _write_stream, spec=spec, shm_dir=shm_dir, first=0, total=total,
+    doomed = _start(doomed_queue, _write_stream, spec=spec, shm_dir=shm_dir, first=0, total=total,
                     seed=13, rate_per_s=50_000)
-    eventually(lambda: progress.value >= 20_000, timeout_s=DEADLINE_S,
+    eventually(lambda: progress.value >= 20_000 or not doomed.is_alive(), timeout_s=DEADLINE_S,
                message="the first writer published 20,000 records")
+    assert doomed.is_alive(), _get(doomed_queue)
     os.kill(doomed.pid, signal.SIGKILL)
     doomed.join(timeout=10)
     assert doomed.exitcode == -signal.SIGKILL
@@ -303,3 +314,22 @@ def test_writer_killed_mid_stream_is_continued_by_a_new_writer(shm_dir: Path) ->
     read = _get(queue)
     _join(reader)
     assert (read["accepted"], read["lost"], read["bad"], read["out_of_order"]) == (total, 0, 0, 0)
+
+
+def _attach_together(*, spec: RingSpec, name: str, shm_dir: Path, barrier: Any) -> dict[str, Any]:
+    barrier.wait(timeout=DEADLINE_S)
+    reader = RingReader(spec, name, env=ENV, run_id=uuid.uuid4(), shm_dir=shm_dir)
+    return {"created": reader.created, "instance": str(reader.instance_id)}
+
+
+@pytest.mark.slow
+def test_processes_racing_to_open_a_ring_agree_on_one_segment(shm_dir: Path) -> None:
+    names = ("ledger", "monitor", "auditor", "archiver")
+    spec = RingSpec(unique_name("reports"), INTENT_DTYPE, 1024, lossless=True, readers=names)
+    queue, barrier = CTX.Queue(), CTX.Barrier(len(names))
+    procs = [_start(queue, _attach_together, spec=spec, name=name, shm_dir=shm_dir,
+                    barrier=barrier) for name in names]
+    results = [_get(queue) for _ in names]
+    _join(*procs)
+    assert sum(r["created"] for r in results) == 1
+    assert len({r["instance"] for r in results}) == 1

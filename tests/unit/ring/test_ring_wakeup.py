@@ -9,7 +9,7 @@ import signal
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,15 @@ from pipeline.wakeup import BellRinger, Doorbell, Waiter
 CTX = mp.get_context("spawn")
 ENV = "test"
 DEADLINE_S = 20.0
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_children() -> Iterator[None]:
+    """A failed test must not leave its worker processes running into the next one."""
+    yield
+    for child in CTX.active_children():
+        child.kill()
+        child.join(timeout=5)
 
 
 def _report(queue: Any, fn: Callable[..., dict[str, Any]], kwargs: dict[str, Any]) -> None:
@@ -99,15 +108,16 @@ def test_a_sleeping_reader_in_another_process_is_woken_by_the_doorbell(
     assert _get(queue)["ready"]
     ringer = BellRinger(tmp_path)
     writer = RingWriter(ring, env=ENV, run_id=uuid.uuid4(), shm_dir=shm_dir, ring_bell=ringer)
-    with open(shm_dir / ring.name, "r+b") as segment, mmap.mmap(segment.fileno(), 0) as mm:
-        sleep_flag = memoryview(mm)[_OFF_SLOTS + 8:_OFF_SLOTS + 16].cast("Q")
+    flag_at = _OFF_SLOTS + 8  # the first reader slot's "sleeping" word
+    with open(shm_dir / ring.name, "rb") as segment, \
+            mmap.mmap(segment.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         published_ns = []
         for seq in range(rounds):
-            eventually(lambda: bool(sleep_flag[0]), message="reader asleep on its doorbell")
+            eventually(lambda: mm[flag_at:flag_at + 8] != bytes(8),
+                       message="reader asleep on its doorbell")
             published_ns.append(time.monotonic_ns())
             writer.write_one(*_tick(seq))
             eventually(_at_least(received, seq + 1), timeout_s=DEADLINE_S)
-        sleep_flag.release()
     result = _get(queue)
     proc.join(timeout=10)
     assert proc.exitcode == 0
