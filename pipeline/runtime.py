@@ -124,8 +124,12 @@ class Service(abc.ABC):
         """Work towards an orderly stop; return True once nothing is left in flight."""
 
     def readers(self) -> Sequence[ring.RingReader]:
-        """Rings whose new records should wake this process."""
+        """Rings this process reads (for status, lag metrics and waking)."""
         return ()
+
+    def wake_readers(self) -> Sequence[ring.RingReader]:
+        """Rings whose new records should end an idle wait (default: all of readers())."""
+        return self.readers()
 
     def idle_timeout_s(self) -> float | None:
         """How long to sleep when idle (None: until woken, within the heartbeat interval)."""
@@ -199,7 +203,7 @@ def run_service(runtime: Runtime, make_service: Callable[[Runtime], Service]) ->
                             runtime.name, handlers,
                             on_bad_request=lambda code: runtime.metrics.bad_control.labels(
                                 runtime.name, code).inc())
-    waiter = Waiter(runtime.doorbell, service.readers(), spin_us=service.spin_us,
+    waiter = Waiter(runtime.doorbell, service.wake_readers(), spin_us=service.spin_us,
                     max_block_s=config.run.heartbeat_interval_s / 2)
     waiter.register(control.socket)
     for sock in service.sockets():
@@ -220,7 +224,7 @@ def run_service(runtime: Runtime, make_service: Callable[[Runtime], Service]) ->
                 control.handle_pending()
                 next_beat = now + interval_s
             if not did_work:
-                waiter.set_readers(service.readers())
+                waiter.set_readers(service.wake_readers())
                 timeout = service.idle_timeout_s()
                 if timeout is not None and timeout < 0.002:
                     if timeout > 0:
@@ -241,7 +245,7 @@ def run_service(runtime: Runtime, make_service: Callable[[Runtime], Service]) ->
                 _beat(runtime, service, events, state)
                 control.handle_pending()
                 next_beat = time.monotonic() + interval_s
-            waiter.set_readers(service.readers())
+            waiter.set_readers(service.wake_readers())
             waiter.wait(0.01)
     except OperationalError as exc:
         log.error("stopping: %s", exc, extra={"event": "process.operational_error"})

@@ -28,6 +28,7 @@ from pipeline.runtime import Runtime, Service
 
 _BATCH_MAX = 1024
 _LATENCY_WINDOW = 4096
+_PENDING_POLL_S = 0.002
 
 
 def make_venue(runtime: Runtime) -> Venue:
@@ -70,6 +71,15 @@ class ExecutorService(Service):
 
     def readers(self) -> list[RingReader]:
         return [self._intents, self._ticks]
+
+    def wake_readers(self) -> list[RingReader]:
+        # Ticks do not wake the executor: waking a third process on every tick starves the
+        # strategy of its core. Pending paper orders still fill at the first tick after
+        # them (by sequence); the executor looks at ticks every few milliseconds for them.
+        return [self._intents]
+
+    def idle_timeout_s(self) -> float | None:
+        return _PENDING_POLL_S if self._pending_seq else None
 
     def sockets(self) -> list[zmq.Socket[bytes]]:
         return [self._ledger_events.socket]
