@@ -1,4 +1,8 @@
-"""The ``pipeline`` command: ``run`` the whole pipeline, or one process for supervisor."""
+"""The ``pipeline`` command: ``run`` the whole pipeline, one process for supervisor, or a tool.
+
+Tools live in their own modules, listed in ``TOOLS``; each module provides
+``add_arguments(parser)`` and ``run(args, config) -> int`` and is imported only when used.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,20 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+import importlib
 from pathlib import Path
+from typing import Final
 
 from pipeline.config import PROCESSES, PipelineConfig, load_config
 from pipeline.errors import EXIT_OPERATIONAL, ConfigError
 from pipeline.logs import setup_logging
 from pipeline.runtime import Runtime, Service, run_service
+
+
+# name -> (module, one-line help). A tool module provides add_arguments(parser) and
+# run(args, config) -> exit code, and keeps heavy imports inside run() so that the CLI
+# starts fast.
+TOOLS: Final[dict[str, tuple[str, str]]] = {}
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, help="stop after this many seconds")
     for name in PROCESSES:
         _add_common(sub.add_parser(name, help=f"run the {name} process alone (for supervisor)"))
+    for name, (module, help_text) in TOOLS.items():
+        tool = sub.add_parser(name, help=help_text)
+        _add_common(tool)
+        importlib.import_module(module).add_arguments(tool)
+        tool.set_defaults(tool_module=module)
     return parser
 
 
@@ -64,6 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pipeline: {exc}", file=sys.stderr)
         return EXIT_OPERATIONAL
+    module = getattr(args, "tool_module", None)
+    if module is not None:
+        tool = importlib.import_module(module)
+        code: int = tool.run(args, config)
+        return code
     if args.command == "run":
         from pipeline.launcher import Launcher
 
