@@ -7,11 +7,11 @@ Tools live in their own modules, listed in ``TOOLS``; each module provides
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-import importlib
 from pathlib import Path
 from typing import Final
 
@@ -19,7 +19,6 @@ from pipeline.config import PROCESSES, PipelineConfig, load_config
 from pipeline.errors import EXIT_OPERATIONAL, ConfigError
 from pipeline.logs import setup_logging
 from pipeline.runtime import Runtime, Service, run_service
-
 
 # name -> (module, one-line help). A tool module provides add_arguments(parser) and
 # run(args, config) -> exit code, and keeps heavy imports inside run() so that the CLI
@@ -35,7 +34,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pipeline", description=__doc__)
+    parser = argparse.ArgumentParser(prog="pipeline",
+                                     description="Low-latency Solana trading pipeline.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start all four processes and supervise them")
     _add_common(run)
