@@ -53,6 +53,16 @@ class RingsConfig:
     intents_backpressure_ms: float = 2.0  # the strategy drops an intent after this long
     reports_backpressure_ms: float = 50.0  # the executor keeps reports and retries after this
 
+    def __post_init__(self) -> None:
+        for name in ("ticks_capacity", "intents_capacity", "reports_capacity"):
+            value = getattr(self, name)
+            require(value >= 2 and value & (value - 1) == 0, f"rings.{name}", value,
+                    "must be a power of two >= 2")
+        for name in ("intents_backpressure_ms", "reports_backpressure_ms"):
+            require(getattr(self, name) >= 0, f"rings.{name}", getattr(self, name),
+                    "must be >= 0")
+        require(bool(self.shm_dir), "rings.shm_dir", self.shm_dir, "must not be empty")
+
 
 @dataclass(frozen=True)
 class MetricsConfig:
