@@ -16,6 +16,22 @@ setup() {
     fi
 }
 
+# The ops tests run the real prometheus, promtool and amtool (issue 7): install Debian's
+# packages when they are missing. Fast when present; as root only, never interactive.
+system_tools() {
+    command -v promtool >/dev/null && command -v amtool >/dev/null \
+        && command -v prometheus >/dev/null && return 0
+    if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+        echo "dev.sh: prometheus/promtool/amtool missing: install Debian's prometheus and" \
+             "prometheus-alertmanager packages (the ops tests skip without them)" >&2
+        return 0
+    fi
+    echo "dev.sh: installing prometheus and prometheus-alertmanager (apt)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null
+}
+
 cmd=${1:-}
 [[ $# -gt 0 ]] && shift
 case "$cmd" in
@@ -25,6 +41,7 @@ case "$cmd" in
         ;;
     test)
         setup
+        system_tools
         echo "== ruff" && "$VENV/bin/ruff" check pipeline tests tools
         echo "== mypy --strict" && "$VENV/bin/mypy" --strict pipeline
         echo "== pytest"

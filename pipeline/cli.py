@@ -10,20 +10,31 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Final
 
 from pipeline.config import PROCESSES, PipelineConfig, load_config
-from pipeline.errors import EXIT_OPERATIONAL, ConfigError
+from pipeline.errors import EXIT_OK, EXIT_OPERATIONAL, ConfigError
 from pipeline.logs import setup_logging
 from pipeline.runtime import Runtime, Service, run_service
 
 # name -> (module, one-line help). A tool module provides add_arguments(parser) and
 # run(args, config) -> exit code, and keeps heavy imports inside run() so that the CLI
 # starts fast.
-TOOLS: Final[dict[str, tuple[str, str]]] = {}
+TOOLS: Final[dict[str, tuple[str, str]]] = {
+    "backup": ("pipeline.ledger.backup.tool_backup", "encrypted S3 backups: --now, list"),
+    "restore": ("pipeline.ledger.backup.tool_restore",
+                "rebuild the ledger from S3 backups: --to PATH [--at TIME] [--force]"),
+    "admin": ("pipeline.admin.cli", "steer a running pipeline: status, pause, kill switch, ..."),
+    "check": ("pipeline.check", "bootstrap checks (config, database, rings, keys, clock)"),
+    "bench": ("pipeline.bench.cli", "benchmarks: rings vs alternatives, latency, throughput"),
+    "backtest": ("pipeline.backtest.tool", "strategy and risk code over candle or trade files"),
+    "localnet": ("pipeline.localnet.tool", "offline Solana venue: LiteSVM RPC + market maker"),
+}
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +85,14 @@ def _service_factory(name: str) -> Callable[[Runtime], Service]:
     return LedgerService
 
 
+def _exit_before_start(_signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(EXIT_OK)  # asked to stop before anything started: nothing to drain
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # Until a process installs its own handlers (runtime.run_service, the launcher), a stop
+    # request means a clean exit rather than death by signal.
+    signal.signal(signal.SIGTERM, _exit_before_start)
     args = _parser().parse_args(argv)
     try:
         config = _load(args)
@@ -96,5 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             interactive=sys.stdout.isatty())
         return launcher.run()
     runtime = Runtime.build(config, args.command,
-                            to_stderr=os.environ.get("PIPELINE_CHILD") != "1")
+                            to_stderr=config.log.stderr
+                            and os.environ.get("PIPELINE_CHILD") != "1",
+                            loader=lambda: _load(args))
     return run_service(runtime, _service_factory(args.command))

@@ -16,11 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from pipeline.clock import ClockConfig
 from pipeline.configtools import build, require
+from pipeline.control_config import ControlConfig
 from pipeline.errors import ConfigError
 from pipeline.executor.config import ExecutorConfig
 from pipeline.ingest.config import IngestConfig
 from pipeline.ledger.config import LedgerConfig
+from pipeline.localnet.config import LocalnetConfig
 from pipeline.strategy.config import RiskConfig, StrategyConfig
 
 ENVIRONMENTS: Final = ("paper", "localnet", "devnet", "mainnet")
@@ -29,6 +32,8 @@ ENV_PREFIX: Final = "PIPELINE__"
 
 _ENV_DEFAULTS: Final[Mapping[str, Mapping[str, Mapping[str, Any]]]] = {
     "paper": {"ledger": {"trade_enabled_default": True}},
+    # The offline venue: real signed swaps against `pipeline localnet`, no money at stake.
+    "localnet": {"executor": {"venue": "solana"}, "ledger": {"trade_enabled_default": True}},
 }
 
 
@@ -40,6 +45,14 @@ class SymbolConfig:
     name: str
     base: str
     quote: str
+    # Each live source's id for this pair (empty: the source does not serve it).
+    coingecko_id: str = ""  # e.g. "solana" (priced in ingest.live.coingecko_vs_currency)
+    pyth_feed_id: str = ""  # hex price feed id, for Hermes and to check on-chain accounts
+    pyth_account: str = ""  # base58 PriceUpdateV2 account (push oracle or receiver)
+    base_mint: str = ""  # SPL mints, for Jupiter quotes
+    quote_mint: str = ""
+    base_decimals: int = 9
+    quote_decimals: int = 6
 
 
 @dataclass(frozen=True)
@@ -71,8 +84,17 @@ class MetricsConfig:
     host: str = "127.0.0.1"
     ports: dict[str, int] = field(default_factory=lambda: {
         "ingest": 9101, "strategy": 9102, "executor": 9103, "ledger": 9104})
+    # mTLS for remote scraping: all three set, or none (plain HTTP on host).
+    certfile: str = ""
+    keyfile: str = ""
+    client_cafile: str = ""
 
     def __post_init__(self) -> None:
+        tls = (self.certfile, self.keyfile, self.client_cafile)
+        require(all(tls) or not any(tls), "metrics.certfile", self.certfile,
+                "set certfile, keyfile and client_cafile together (mTLS) or none")
+        require(any(tls) or self.host in ("127.0.0.1", "::1", "localhost"), "metrics.host",
+                self.host, "metrics leave localhost only with mTLS (metrics.certfile ...)")
         for name, port in self.ports.items():
             require(name in PROCESSES, f"metrics.ports.{name}", port, "unknown process")
             require(0 <= port < 65536, f"metrics.ports.{name}", port, "not a port (0 = any)")
@@ -82,11 +104,33 @@ class MetricsConfig:
 class LogConfig:
     level: str = "INFO"
     keep_days: int = 30
+    stderr: bool = True  # also log to stderr (off under supervisor: the files are the record)
 
     def __post_init__(self) -> None:
         require(self.level in ("DEBUG", "INFO", "WARNING", "ERROR"), "log.level", self.level,
                 "one of DEBUG, INFO, WARNING, ERROR")
         require(self.keep_days >= 1, "log.keep_days", self.keep_days, "must be >= 1")
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """Bootstrap checks (``pipeline check`` and at each process start)."""
+
+    on_start: bool = True
+    ntp_server: str = ""  # host or host:port; empty skips the clock check
+    ntp_timeout_s: float = 1.0
+    max_clock_offset_ms: float = 50.0
+    reach_timeout_s: float = 2.0  # RPC and feed endpoints
+    min_free_disk_mb: float = 200.0
+
+    def __post_init__(self) -> None:
+        require(self.ntp_timeout_s > 0, "check.ntp_timeout_s", self.ntp_timeout_s, "must be > 0")
+        require(self.max_clock_offset_ms > 0, "check.max_clock_offset_ms",
+                self.max_clock_offset_ms, "must be > 0")
+        require(self.reach_timeout_s > 0, "check.reach_timeout_s", self.reach_timeout_s,
+                "must be > 0")
+        require(self.min_free_disk_mb >= 0, "check.min_free_disk_mb", self.min_free_disk_mb,
+                "must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -116,11 +160,15 @@ class PipelineConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    check: CheckConfig = field(default_factory=CheckConfig)
+    clock: ClockConfig = field(default_factory=ClockConfig)  # NTP check gating trading
     ingest: IngestConfig = field(default_factory=IngestConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     risk: RiskConfig = field(default_factory=RiskConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    localnet: LocalnetConfig = field(default_factory=LocalnetConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
     source: str = "<defaults>"  # where it was loaded from, for status and logs
 
     def __post_init__(self) -> None:

@@ -27,6 +27,8 @@ import zmq
 from pipeline import ring
 from pipeline.config import PROCESSES, PipelineConfig
 from pipeline.control import EventSubscriber
+from pipeline.endpoints import Endpoints
+from pipeline.killflag import flag_path
 from pipeline.runtime import RingSpecs
 from pipeline.summary import RunSummary, format_summary, read_summary
 
@@ -63,9 +65,16 @@ class Launcher:
         signal.signal(signal.SIGTERM, self._on_signal)
         self.paths.run_dir.mkdir(parents=True, exist_ok=True)
         self._report_leftover_segments()
+        endpoints = Endpoints(self.config.control, self.paths.run_dir)
         events = EventSubscriber(self.context, self.paths.run_dir, PROCESSES,
-                                 topics=["heartbeat."])
+                                 topics=["heartbeat."],
+                                 connect=lambda sock, p: endpoints.connect(sock, p, "events"))
         started_at = time.monotonic()
+        sidecar = None
+        if self.config.env == "localnet":  # the offline venue runs beside the four processes
+            from pipeline.localnet.sidecar import Sidecar
+            sidecar = Sidecar(self.config, self.config_path)
+            self.failed = sidecar.start()
         try:
             for name in PROCESSES:
                 if self.stop_requested or self.failed:
@@ -79,6 +88,8 @@ class Launcher:
                     break
         finally:
             self._stop_all(events)
+            if sidecar is not None:
+                sidecar.stop()
             events.close()
             self.context.destroy(linger=0)
         self._unlink_drained_rings()
@@ -205,6 +216,9 @@ class Launcher:
                           info.name, info.unread, extra={"event": "run.ring_kept"})
                 continue
             ring.unlink(path.name, path.parent)
+        # Every process has stopped: nobody reads the kill flag any more.
+        flag = flag_path(Path(self.config.rings.shm_dir), self.paths.ring_prefix)
+        ring.unlink(flag.name, flag.parent)
 
     # -- output -----------------------------------------------------------------------------
     def _show_status(self) -> None:

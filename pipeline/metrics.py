@@ -74,6 +74,15 @@ class IngestMetrics:
                              ["source"], registry=registry)
         self.last_price = Gauge("pipeline_last_price", "Last tick price", ["symbol"],
                                 registry=registry)
+        self.rejected = Counter("pipeline_ticks_rejected_total",
+                                "Ticks validation kept out of the ring", ["reason"],
+                                registry=registry)
+        self.flagged = Counter("pipeline_ticks_flagged_total",
+                               "Ticks published with the SUSPECT flag", ["reason"],
+                               registry=registry)
+        self.source_errors = Counter("pipeline_feed_errors_total",
+                                     "Failed or refused answers of live price sources",
+                                     ["source", "reason"], registry=registry)
 
 
 class StrategyMetrics:
@@ -130,10 +139,36 @@ class LedgerMetrics:
                                    "TRADE_ENABLED in the config table", registry=registry)
 
 
-def serve(registry: CollectorRegistry, host: str, port: int, port_file: Path | None) -> int:
-    """Start the /metrics endpoint; returns the bound port (``port=0`` picks a free one)."""
-    server, _thread = start_http_server(port, addr=host, registry=registry)
+def serve(registry: CollectorRegistry, host: str, port: int, port_file: Path | None, *,
+          certfile: str = "", keyfile: str = "", client_cafile: str = "") -> int:
+    """Start the /metrics endpoint; returns the bound port (``port=0`` picks a free one).
+
+    With ``certfile`` the endpoint speaks TLS and requires a client certificate signed by
+    ``client_cafile`` (mTLS): only the Prometheus holding such a certificate can scrape.
+    """
+    if certfile:
+        server, _thread = start_http_server(port, addr=host, registry=registry,
+                                            certfile=certfile, keyfile=keyfile,
+                                            client_cafile=client_cafile,
+                                            client_auth_required=True)
+    else:
+        server, _thread = start_http_server(port, addr=host, registry=registry)
     bound = int(server.server_address[1])
     if port_file is not None:
         port_file.write_text(f"{bound}\n")
     return bound
+
+
+class BootstrapMetrics:
+    """Results of the bootstrap checks run at process start (see pipeline/bootstrap.py)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.failed = Gauge("pipeline_bootstrap_failed",
+                            "1 if any bootstrap check failed at this process's start",
+                            registry=registry)
+        self.check_failed = Gauge("pipeline_bootstrap_check_failed",
+                                  "1 for each bootstrap check that failed", ["check"],
+                                  registry=registry)
+        self.clock_offset = Gauge("pipeline_clock_offset_seconds",
+                                  "NTP server clock minus this host's, measured at start",
+                                  registry=registry)

@@ -105,12 +105,14 @@ class RejectReason(enum.IntEnum):
     LIMIT_NOT_MARKETABLE = 3  # the next price was beyond the limit
     VENUE_ERROR = 4
     SHUTDOWN = 5  # the executor stopped before the order could complete
+    LEDGER_STALLED = 6  # the ledger could not commit for too long: no new orders
     MAX_POSITION = 10
     MAX_NOTIONAL = 11
     MAX_ORDER_RATE = 12
     PRICE_BAND = 13
     BACKPRESSURE = 14  # the intents ring stayed full past its bound
     INVALID_ORDER = 15
+    SHORT_NOT_ALLOWED = 16  # a sell beyond the position while risk.allow_short is off
 
 
 class TickFlag(enum.IntFlag):

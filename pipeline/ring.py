@@ -307,6 +307,7 @@ class RingWriter:
         self._words = seg.words
         self._sleep_idx = [(o + 8) // 8 for o in self._slots]
         self._cursor_idx = [o // 8 for o in self._slots]
+        self._space_end = 0  # write_one may publish below this sequence without a check
         self.backpressure_timeout_s = backpressure_timeout_s
         self.backpressure_waits = 0  # times the writer had to wait for a reader
         self.backpressure_timeouts = 0  # times it gave up with records left unwritten
@@ -390,15 +391,31 @@ class RingWriter:
         return done
 
     def write_one(self, *values: Any) -> bool:
-        """Publish one record given as field values in layout order; False if no space."""
-        if self.spec.lossless and self.free() < 1 and self._wait_for_space(
-                1, time.monotonic() + self.backpressure_timeout_s) < 1:
-            return False
+        """Publish one record given as field values in layout order; False if no space.
+
+        The hot single-record path: free space is re-read from the reader cursors only once
+        the space seen last time is used up (cursors only move forward, so it never shrinks),
+        and claim, copy and publish are inlined.
+        """
         seq = self._seq
-        self._raise_claim(seq + 1)
+        if self.spec.lossless and seq >= self._space_end:
+            if self.free() < 1 and self._wait_for_space(
+                    1, time.monotonic() + self.backpressure_timeout_s) < 1:
+                return False
+            self._space_end = seq + self.free()
+        words = self._words
+        end = seq + 1
+        if end > self._claim:
+            self._claim = end
+            words[_OFF_CLAIM // 8] = end
         self._struct.pack_into(self._seg.mm, _DATA_OFFSET + (seq & self._seg.mask)
                                * self._itemsize, *values)
-        self._publish(seq + 1)
+        words[_OFF_WRITE // 8] = end
+        self._seq = end
+        if self._ring_bell is not None:
+            for index, sleep_idx in enumerate(self._sleep_idx):
+                if words[sleep_idx]:
+                    self._ring_bell(self._names[index])
         return True
 
     def close(self, unlink_if_drained: bool = True) -> bool:

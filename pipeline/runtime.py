@@ -11,6 +11,7 @@ supervisor restarts us from durable state.
 from __future__ import annotations
 
 import abc
+import contextlib
 import logging
 import os
 import signal
@@ -26,19 +27,24 @@ import zmq
 from prometheus_client import CollectorRegistry
 
 from pipeline import ring
+from pipeline.bootstrap import report_at_start
 from pipeline.config import PipelineConfig
 from pipeline.control import (
+    ControlError,
     ControlServer,
     EventPublisher,
     Handler,
     control_address,
-    events_address,
 )
+from pipeline.endpoints import Endpoints, ZapGuard
 from pipeline.errors import EXIT_CRASH, EXIT_OK, EXIT_OPERATIONAL, OperationalError
 from pipeline.logs import setup_logging
 from pipeline.metrics import CommonMetrics, serve
 from pipeline.records import INTENT_DTYPE, REPORT_DTYPE, TICK_DTYPE
+from pipeline.reload import ConfigReloader, config_digest
 from pipeline.wakeup import BellRinger, Doorbell, Waiter
+
+_CONTROL_POLL_S = 0.005  # how often a busy loop answers control requests
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,7 @@ class RingSpecs:
             intents=ring.RingSpec(f"{prefix}-intents", INTENT_DTYPE, rings.intents_capacity,
                                   lossless=True, readers=("executor",)),
             reports=ring.RingSpec(f"{prefix}-reports", REPORT_DTYPE, rings.reports_capacity,
-                                  lossless=True, readers=("ledger",)),
+                                  lossless=True, readers=("ledger", "strategy")),
         )
 
     def all(self) -> tuple[ring.RingSpec, ...]:
@@ -81,10 +87,16 @@ class Runtime:
     doorbell: Doorbell
     rings: RingSpecs
     events: EventPublisher
+    endpoints: Endpoints
+    guard: ZapGuard | None = None  # the CURVE allow-list, when configured
+    loader: Callable[[], PipelineConfig] | None = None  # re-reads the config for reload
+    config_version: int = 1
+    config_digest: str = ""
     started_at: float = field(default_factory=time.monotonic)
 
     @classmethod
-    def build(cls, config: PipelineConfig, name: str, *, to_stderr: bool = True) -> Runtime:
+    def build(cls, config: PipelineConfig, name: str, *, to_stderr: bool = True,
+              loader: Callable[[], PipelineConfig] | None = None) -> Runtime:
         paths = config.paths
         paths.run_dir.mkdir(parents=True, exist_ok=True)
         log = setup_logging(name, config.env, paths.log_dir, level=config.log.level,
@@ -92,12 +104,19 @@ class Runtime:
         run_id_text = os.environ.get("PIPELINE_RUN_ID")
         run_id = uuid.UUID(run_id_text) if run_id_text else uuid.uuid4()
         registry = CollectorRegistry()
+        metrics = CommonMetrics(registry, name)
         context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        endpoints = Endpoints(config.control, paths.run_dir)
+        # The ZAP handler must exist before the first CURVE socket binds.
+        guard = endpoints.start_guard(
+            context, log, on_denied=metrics.bad_control.labels(name, "unauthorised").inc)
+        events = EventPublisher(context, "",
+                                bind=lambda sock: endpoints.bind(sock, name, "events"))
         return cls(config=config, name=name, run_id=run_id, log=log, registry=registry,
-                   metrics=CommonMetrics(registry, name), zmq_context=context,
+                   metrics=metrics, zmq_context=context,
                    ringer=BellRinger(paths.run_dir), doorbell=Doorbell(paths.run_dir, name),
-                   rings=RingSpecs.from_config(config),
-                   events=EventPublisher(context, events_address(paths.run_dir, name)))
+                   rings=RingSpecs.from_config(config), events=events, endpoints=endpoints,
+                   guard=guard, loader=loader, config_digest=config_digest(config))
 
     def ring_kwargs(self) -> dict[str, Any]:
         return {"env": self.config.env, "run_id": self.run_id,
@@ -107,6 +126,8 @@ class Runtime:
         self.events.close()
         self.ringer.close()
         self.doorbell.close()
+        if self.guard is not None:
+            self.guard.stop()
         self.zmq_context.destroy(linger=0)
 
 
@@ -114,6 +135,7 @@ class Service(abc.ABC):
     """One process's work, driven by :func:`run_service`."""
 
     spin_us: int = 0
+    live_sections: Sequence[str] = ()  # config sections reload() applies while running
 
     @abc.abstractmethod
     def step(self) -> bool:
@@ -146,6 +168,10 @@ class Service(abc.ABC):
     def sockets(self) -> Sequence[zmq.Socket[bytes]]:
         """Extra sockets whose traffic should wake this process; handled in :meth:`step`."""
         return ()
+
+    def reload(self, config: PipelineConfig) -> None:  # noqa: B027
+        """Apply the ``live_sections`` of ``config`` between two steps, or raise ConfigError
+        (nothing applied) to keep the old config."""
 
     def update_metrics(self) -> None:  # noqa: B027
         """Refresh gauges; called with each heartbeat."""
@@ -188,6 +214,8 @@ def run_service(runtime: Runtime, make_service: Callable[[Runtime], Service]) ->
     config = runtime.config
     try:
         port = _serve_metrics(runtime)
+        if config.check.on_start:
+            report_at_start(config, runtime.registry, log)
         service = make_service(runtime)
     except OperationalError as exc:
         log.error("cannot start: %s", exc, extra={"event": "process.start_failed"})
@@ -195,14 +223,17 @@ def run_service(runtime: Runtime, make_service: Callable[[Runtime], Service]) ->
         return EXIT_OPERATIONAL
     events = runtime.events
     status_fn = _status_handler(runtime, service, lambda: state)
+    reload_fn = _reload_handler(runtime, service)
     handlers: dict[str, Handler] = {"ping": lambda _args: {"pong": runtime.name},
-                                    "status": status_fn}
+                                    "status": status_fn,
+                                    "reload": lambda _args: reload_fn("control")}
     handlers.update(service.handlers())
     control = ControlServer(runtime.zmq_context,
                             control_address(config.paths.run_dir, runtime.name),
                             runtime.name, handlers,
                             on_bad_request=lambda code: runtime.metrics.bad_control.labels(
-                                runtime.name, code).inc())
+                                runtime.name, code).inc(),
+                            bind=lambda sock: runtime.endpoints.bind(sock, runtime.name, "ctl"))
     waiter = Waiter(runtime.doorbell, service.wake_readers(), spin_us=service.spin_us,
                     max_block_s=config.run.heartbeat_interval_s / 2)
     waiter.register(control.socket)
@@ -212,6 +243,7 @@ def run_service(runtime: Runtime, make_service: Callable[[Runtime], Service]) ->
                                "metrics_port": port, "config": config.source})
     interval_s = config.run.heartbeat_interval_s
     next_beat = 0.0
+    next_control = 0.0
     exit_code = EXIT_OK
     try:
         state = "running"
@@ -223,6 +255,14 @@ def run_service(runtime: Runtime, make_service: Callable[[Runtime], Service]) ->
                 _beat(runtime, service, events, state)
                 control.handle_pending()
                 next_beat = now + interval_s
+            elif now >= next_control:
+                # A busy loop never idles into the waiter: look at the control socket
+                # (a kill switch, a pause) and SIGHUP every few milliseconds anyway.
+                control.handle_pending()
+                if signals.reload_requested:
+                    signals.reload_requested = False
+                    _reload_quietly(reload_fn)
+                next_control = now + _CONTROL_POLL_S
             if not did_work:
                 waiter.set_readers(service.wake_readers())
                 timeout = service.idle_timeout_s()
@@ -271,10 +311,30 @@ def _serve_metrics(runtime: Runtime) -> int:
     try:
         return serve(runtime.registry, config.metrics.host,
                      config.metrics.ports.get(runtime.name, 0),
-                     config.paths.run_dir / f"{runtime.name}.metrics-port")
+                     config.paths.run_dir / f"{runtime.name}.metrics-port",
+                     certfile=config.metrics.certfile, keyfile=config.metrics.keyfile,
+                     client_cafile=config.metrics.client_cafile)
     except OSError as exc:
         raise OperationalError(f"cannot serve metrics on {config.metrics.host}:"
                                f"{config.metrics.ports.get(runtime.name)}: {exc}") from exc
+
+
+def _reload_handler(runtime: Runtime, service: Service) -> Callable[[str], Mapping[str, Any]]:
+    reloader = ConfigReloader(runtime.config, runtime.loader, service, runtime.log)
+
+    def reload(trigger: str) -> Mapping[str, Any]:
+        result = reloader.reload(trigger)
+        runtime.config = reloader.config
+        runtime.config_version = reloader.version
+        runtime.config_digest = config_digest(reloader.config)
+        return result
+    return reload
+
+
+def _reload_quietly(reload_fn: Callable[[str], Mapping[str, Any]]) -> None:
+    """SIGHUP has no one to answer: a refused config is already logged by the reloader."""
+    with contextlib.suppress(ControlError):
+        reload_fn("SIGHUP")
 
 
 def _status_handler(runtime: Runtime, service: Service,
@@ -288,6 +348,7 @@ def _heartbeat_body(runtime: Runtime, service: Service, state: str) -> dict[str,
     body = {"process": runtime.name, "state": state, "pid": os.getpid(),
             "run_id": str(runtime.run_id), "env": runtime.config.env,
             "uptime_s": round(time.monotonic() - runtime.started_at, 3),
+            "config_version": runtime.config_version, "config_digest": runtime.config_digest,
             "rings": ring.reader_positions(service.readers())}
     body.update(service.heartbeat())
     return body

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from pipeline.configtools import require
+from pipeline.executor.solana.config import SolanaConfig
 
-VENUES: Final = ("paper",)
+VENUES: Final = ("paper", "solana")
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class ExecutorConfig:
     fee_bps: float = 5.0
     spin_us: int = 50  # busy-poll this long before sleeping on the doorbell
     max_pending: int = 1024  # orders awaiting a fill; more are rejected as back-pressure
+    solana: SolanaConfig = field(default_factory=SolanaConfig)  # venue = "solana"
 
     def __post_init__(self) -> None:
         require(self.venue in VENUES, "executor.venue", self.venue, f"must be one of {VENUES}")

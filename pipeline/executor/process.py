@@ -4,7 +4,8 @@ Exactly one final report per intent, even across a crash: the intents cursor onl
 an intent once its final report is in the reports ring. After a restart the executor reads
 the unfinished intents again; the ledger ignores a second final report for an order.
 
-Trading is disabled until the ledger's ``TRADE_ENABLED`` has been heard on its event stream;
+Trading is disabled until the ledger has written ``TRADE_ENABLED`` to the shared kill flag
+(:mod:`pipeline.killflag`), which is read right before every send;
 while disabled every intent is rejected with ``TRADING_DISABLED``.
 """
 
@@ -12,14 +13,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zmq
 
+from pipeline.clock import ClockGate
 from pipeline.control import EventSubscriber, Handler
+from pipeline.executor.ledger_watch import HEALTH_TOPIC, LedgerWatch
 from pipeline.executor.paper import PaperVenue
 from pipeline.executor.venue import Venue, reports_from_intents
+from pipeline.killflag import KillFlag, flag_path
 from pipeline.metrics import ExecutorMetrics
 from pipeline.reattach import follow
 from pipeline.records import REPORT_DTYPE, OrderStatus, RejectReason
@@ -35,6 +40,9 @@ def make_venue(runtime: Runtime) -> Venue:
     name = runtime.config.executor.venue
     if name == "paper":
         return PaperVenue(runtime.config.executor)
+    if name == "solana":
+        from pipeline.executor.solana.factory import make_solana_venue
+        return make_solana_venue(runtime)
     raise NotImplementedError(f"venue {name!r} is not available in this build")
 
 
@@ -53,12 +61,16 @@ class ExecutorService(Service):
             backpressure_timeout_s=config.rings.reports_backpressure_ms / 1000,
             **kwargs,
         )
-        self._ledger_events = EventSubscriber(
-            runtime.zmq_context, config.paths.run_dir, ["ledger"], topics=["config.TRADE_ENABLED"]
-        )
         self._metrics = ExecutorMetrics(runtime.registry)
+        self._clock_gate = ClockGate(config.clock, config.env, runtime.log, runtime.registry)
+        self._ledger_watch = LedgerWatch(EventSubscriber(
+            runtime.zmq_context, config.paths.run_dir, ["ledger"], topics=[HEALTH_TOPIC],
+            connect=lambda sock, p: runtime.endpoints.connect(sock, p, "events"),
+        ), runtime.log, runtime.registry)
         self._venue_name = config.executor.venue
         self.trade_enabled: bool | None = None  # unknown until the ledger says
+        self._kill_flag = KillFlag(flag_path(Path(config.rings.shm_dir),
+                                             config.paths.ring_prefix))
         self._outbox = np.empty(0, dtype=REPORT_DTYPE)  # reports the ring could not take yet
         self._submitted_upto = self._intents.cursor  # intents below this went to the venue
         self._pending_seq: dict[int, int] = {}  # client_order_id -> intent sequence
@@ -82,12 +94,12 @@ class ExecutorService(Service):
         return _PENDING_POLL_S if self._pending_seq else None
 
     def sockets(self) -> list[zmq.Socket[bytes]]:
-        return [self._ledger_events.socket]
+        return [self._ledger_watch.socket]
 
     # -- the loop -------------------------------------------------------------------------
     def step(self) -> bool:
         did_work = self._work()
-        if not did_work:
+        if not did_work and (self._ticks.closed or self._intents.closed):
             rings, kwargs = self._runtime.rings, self._runtime.ring_kwargs()
             self._ticks = follow(self._ticks, rings.ticks, "executor", self._runtime.log, **kwargs)
             if not self._pending_seq:
@@ -101,11 +113,17 @@ class ExecutorService(Service):
 
     def _work(self) -> bool:
         self._poll_kill_switch()
+        self._ledger_watch.poll()
         did_work = self._flush_outbox()
         ticks = self._ticks.read(_BATCH_MAX)
         if len(ticks):
             self._emit(self._venue.on_ticks(ticks))
             did_work = True
+        poll = getattr(self._venue, "poll", None)  # venues whose answers arrive on their own
+        if poll is not None:
+            polled = poll(not len(self._outbox))
+            self._emit(polled)
+            did_work |= bool(len(polled))
         if not len(self._outbox):
             did_work |= self._take_intents()
         return did_work
@@ -122,22 +140,36 @@ class ExecutorService(Service):
         return bool(len(fresh))
 
     def _submit(self, intents: np.ndarray, first_seq: int) -> None:
-        if self.trade_enabled is not True:
+        # The shared kill flag, not the (slower) event, decides: read right before sending.
+        self._note_trade_enabled(self._kill_flag.enabled())
+        seqs = np.arange(first_seq, first_seq + len(intents))
+        # Orders signed before a crash go back to the venue even while trading is off: only
+        # their signature decides whether they filled (rejecting them could lose a fill).
+        reconciles = getattr(self._venue, "reconciles", None)
+        held = np.array([reconciles is not None and reconciles(coid)
+                         for coid in intents["client_order_id"].tolist()], dtype=bool)
+        if self.trade_enabled is not True or not self._clock_gate.allows_trading():
             self._emit(
                 reports_from_intents(
-                    intents,
+                    intents[~held],
                     time.monotonic_ns(),
                     OrderStatus.REJECTED,
                     RejectReason.TRADING_DISABLED,
                 )
             )
+            intents, seqs = intents[held], seqs[held]
+        elif self._ledger_watch.stalled:
+            self._emit(reports_from_intents(intents[~held], time.monotonic_ns(),
+                                            OrderStatus.REJECTED, RejectReason.LEDGER_STALLED))
+            intents, seqs = intents[held], seqs[held]
+        if not len(intents):
             return
         send_ns = time.monotonic_ns()
         reports = self._venue.submit(intents, send_ns)
         finished = set(reports["client_order_id"].tolist())
         for offset, coid in enumerate(intents["client_order_id"].tolist()):
             if coid not in finished:
-                self._pending_seq[coid] = first_seq + offset
+                self._pending_seq[coid] = int(seqs[offset])
         self.orders_sent += len(intents)
         self._metrics.orders.labels(self._venue_name).inc(len(intents))
         latency_ns = send_ns - intents["tick_ingest_ns"]
@@ -151,13 +183,14 @@ class ExecutorService(Service):
     def _emit(self, reports: np.ndarray) -> None:
         if not len(reports):
             return
-        for coid in reports["client_order_id"].tolist():
+        final = reports["status"] != OrderStatus.NEW  # a NEW report keeps the order open
+        for coid in reports["client_order_id"][final].tolist():
             self._pending_seq.pop(coid, None)
         statuses = reports["status"]
         fills = int(np.count_nonzero(statuses == OrderStatus.FILLED))
         self.fills += fills
         self._metrics.fills.labels(self._venue_name).inc(fills)
-        for reason in reports["reject_reason"][statuses != OrderStatus.FILLED].tolist():
+        for reason in reports["reject_reason"][final & (statuses != OrderStatus.FILLED)].tolist():
             self.rejects += 1
             self._metrics.rejects.labels(RejectReason(reason).name.lower()).inc()
         self._outbox = np.concatenate([self._outbox, reports]) if len(self._outbox) else reports
@@ -180,16 +213,15 @@ class ExecutorService(Service):
             self._intents.advance(consumed)
 
     def _poll_kill_switch(self) -> None:
-        for _topic, payload in self._ledger_events.receive(0):
-            value = payload.get("value")
-            if isinstance(value, bool) and value != self.trade_enabled:
-                self._runtime.log.info(
-                    "trading %s by the ledger",
-                    "enabled" if value else "disabled",
-                    extra={"event": "executor.trade_enabled", "value": value},
-                )
-                self.trade_enabled = value
-                self._metrics.trade_enabled.set(1 if value else 0)
+        self._note_trade_enabled(self._kill_flag.enabled())
+
+    def _note_trade_enabled(self, value: bool | None) -> None:
+        if value is None or value == self.trade_enabled:
+            return
+        self._runtime.log.info("trading %s by the ledger", "enabled" if value else "disabled",
+                               extra={"event": "executor.trade_enabled", "value": value})
+        self.trade_enabled = value
+        self._metrics.trade_enabled.set(1 if value else 0)
 
     # -- lifecycle --------------------------------------------------------------------------
     def drain(self) -> bool:
@@ -222,6 +254,7 @@ class ExecutorService(Service):
             "pending": len(self._pending_seq),
             "trade_enabled": self.trade_enabled,
             "outbox": len(self._outbox),
+            "ledger_stalled": self._ledger_watch.stalled,
             "tick_to_order": self.latency_quantiles_us(),
             "backpressure_waits": self._reports.backpressure_waits,
         }
@@ -239,7 +272,8 @@ class ExecutorService(Service):
         return {}
 
     def close(self) -> None:
-        self._ledger_events.close()
+        self._kill_flag.close()
+        self._ledger_watch.close()
         self._ticks.close()
         self._intents.close()
         self._reports.close()

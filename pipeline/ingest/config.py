@@ -8,9 +8,12 @@ from typing import Final
 
 from pipeline.configtools import require
 from pipeline.ingest.candles import CANDLE_COLUMNS
+from pipeline.ingest.history import TRADE_COLUMNS
+from pipeline.ingest.source_config import LiveConfig, ValidationConfig
 
-FEEDS: Final = ("replay", "synthetic")
-REPLAY_FORMATS: Final = ("npz", "json", "csv")
+LIVE_FEEDS: Final = ("coingecko", "pyth", "hermes", "jupiter")
+FEEDS: Final = ("replay", "synthetic", *LIVE_FEEDS)
+REPLAY_FORMATS: Final = ("npz", "json", "csv", "feather", "trades_csv")
 _U32_MAX: Final = 2**32 - 1
 
 
@@ -31,11 +34,14 @@ class IngestConfig:
     replay_path: str = ""  # empty = the candles bundled in pipeline/ingest/data
     replay_format: str = "npz"
     csv_columns: dict[str, str] = field(default_factory=dict)  # our name -> CSV header
+    trades_columns: dict[str, str] = field(default_factory=dict)  # trades_csv: ours -> header
     symbol_id: int = 1
     synthetic_seed: int = 1
     synthetic_start_price: float = 150.0  # quote per base, about SOL/USDT in 2025
     synthetic_volatility_bps: float = 1.0  # standard deviation of one tick's log return
     batch_max: int = 256  # most ticks published per poll
+    live: LiveConfig = field(default_factory=LiveConfig)  # network sources (feed = coingecko...)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     def __post_init__(self) -> None:
         require(self.feed in FEEDS, "ingest.feed", self.feed, f"must be one of {FEEDS}")
@@ -72,6 +78,10 @@ class IngestConfig:
         unknown = sorted(set(self.csv_columns) - set(CANDLE_COLUMNS))
         require(
             not unknown, "ingest.csv_columns", self.csv_columns, f"unknown columns {unknown}"
+        )
+        unknown = sorted(set(self.trades_columns) - set(TRADE_COLUMNS))
+        require(
+            not unknown, "ingest.trades_columns", self.trades_columns, f"unknown columns {unknown}"
         )
         require(
             0 <= self.symbol_id <= _U32_MAX, "ingest.symbol_id", self.symbol_id, "must fit u32"

@@ -7,24 +7,28 @@ sources, and keeps every feed testable with an injected clock.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from pipeline.errors import BadInputError
 from pipeline.ingest.candles import (
-    candles_to_ticks,
     load_bundled,
     load_csv,
     load_freqtrade_json,
     load_npz,
 )
-from pipeline.ingest.config import IngestConfig
+from pipeline.ingest.config import LIVE_FEEDS, IngestConfig
+from pipeline.ingest.history import load_feather, load_ticks
 from pipeline.ingest.replay import ReplayFeed
 from pipeline.ingest.synthetic import SyntheticFeed
-from pipeline.records import SourceId, TickFlag
+
+if TYPE_CHECKING:
+    from pipeline.config import SymbolConfig
 
 
 class Feed(Protocol):
@@ -53,6 +57,10 @@ def load_replay_candles(config: IngestConfig) -> np.ndarray:
         return load_freqtrade_json(path)
     if config.replay_format == "csv":
         return load_csv(path, config.csv_columns)
+    if config.replay_format == "feather":
+        return load_feather(path)
+    if config.replay_format == "trades_csv":
+        raise BadInputError(f"{path}: a trade tape has no candles")
     return load_npz(path)
 
 
@@ -60,12 +68,23 @@ def make_feed(
     config: IngestConfig,
     clock_ns: Callable[[], int],
     unix_clock_ns: Callable[[], int] = time.time_ns,
+    *,
+    symbols: Sequence[SymbolConfig] = (),
+    data_dir: Path | None = None,
+    log: logging.Logger | None = None,
+    on_error: Callable[[str, str], None] | None = None,
 ) -> Feed:
     """Build the configured feed, with pacing starting at ``clock_ns()`` (monotonic ns).
 
     ``unix_clock_ns`` only dates synthetic ticks; replayed ticks keep their recorded times.
+    Live feeds need ``symbols`` (their per-source ids) and ``data_dir`` (HTTP cache and
+    rate-limit state); ``on_error(source, reason)`` counts their failures.
     Raises BadInputError if the replay file is malformed.
     """
+    if config.feed in LIVE_FEEDS:
+        from pipeline.ingest.live import make_live_feed
+
+        return make_live_feed(config, symbols, data_dir or Path("."), log, on_error)
     if config.feed == "synthetic":
         return SyntheticFeed(
             seed=config.synthetic_seed,
@@ -76,9 +95,8 @@ def make_feed(
             start_ns=clock_ns(),
             source_start_unix_ns=unix_clock_ns(),
         )
-    ticks = candles_to_ticks(
-        load_replay_candles(config), config.symbol_id, SourceId.REPLAY, TickFlag.REPLAY
-    )
+    ticks = load_ticks(config.replay_path or None, config.replay_format, config.symbol_id,
+                       config.csv_columns, config.trades_columns)
     return ReplayFeed(
         ticks, rate_hz=config.rate_hz, loop=config.loop, start_ns=clock_ns(), speed=config.speed
     )

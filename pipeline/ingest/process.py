@@ -12,8 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.config import PipelineConfig
 from pipeline.control import Handler
+from pipeline.errors import ConfigError
 from pipeline.ingest.feed import Feed, make_feed
+from pipeline.ingest.validate import make_validator
 from pipeline.metrics import IngestMetrics
 from pipeline.records import SourceId
 from pipeline.ring import RingWriter
@@ -24,10 +27,14 @@ class IngestService(Service):
     def __init__(self, runtime: Runtime, feed: Feed | None = None) -> None:
         self._runtime = runtime
         self._config = runtime.config.ingest
-        self._feed = feed or make_feed(self._config, time.monotonic_ns)
+        self._metrics = IngestMetrics(runtime.registry)
+        self._feed = feed or make_feed(
+            self._config, time.monotonic_ns, symbols=runtime.config.symbols,
+            data_dir=runtime.config.paths.data_dir, log=runtime.log,
+            on_error=lambda source, why: self._metrics.source_errors.labels(source, why).inc())
+        self._validator = make_validator(runtime.config, runtime.log, self._metrics)
         self._writer = RingWriter(runtime.rings.ticks, ring_bell=runtime.ringer,
                                   **runtime.ring_kwargs())
-        self._metrics = IngestMetrics(runtime.registry)
         self._symbols = {s.id: s.name for s in runtime.config.symbols}
         self.ticks_written = 0
         self._last_price = float("nan")
@@ -39,10 +46,11 @@ class IngestService(Service):
                 "previous_run_id": str(self._writer.previous_run_id), "seq": self._writer.seq})
 
     def step(self) -> bool:
-        ticks = self._feed.poll(time.monotonic_ns(), self._config.batch_max)
+        polled = self._feed.poll(time.monotonic_ns(), self._config.batch_max)
+        ticks = self._validator.validate(polled)
         n = len(ticks)
         if n == 0:
-            return False
+            return len(polled) > 0
         seq = self._writer.seq
         ticks["seq"] = np.arange(seq, seq + n, dtype=np.uint64)
         ticks["ingest_ns"] = time.monotonic_ns()
@@ -78,8 +86,21 @@ class IngestService(Service):
         if self._last_price == self._last_price:
             self._metrics.last_price.labels(name).set(self._last_price)
 
+    live_sections = ("ingest",)
+
+    def reload(self, config: PipelineConfig) -> None:
+        """A new feed from the new settings; sequence numbers continue in the same ring."""
+        try:
+            feed = make_feed(config.ingest, time.monotonic_ns)
+        except OSError as exc:
+            raise ConfigError("ingest.replay_path", config.ingest.replay_path, str(exc)) from exc
+        self._feed, self._config = feed, config.ingest
+
     def handlers(self) -> Mapping[str, Handler]:
         return {}
 
     def close(self) -> None:
+        close_feed = getattr(self._feed, "close", None)  # live feeds stop their thread
+        if close_feed is not None:
+            close_feed()
         self._writer.close()

@@ -6,6 +6,7 @@ import dataclasses
 import math
 
 from pipeline.configtools import require
+from pipeline.ledger.backup.config import BackupConfig
 
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
 
@@ -29,6 +30,13 @@ class LedgerConfig:
     busy_timeout_ms: int = 5000
     initial_balances: dict[str, float] = dataclasses.field(default_factory=_default_balances)
     trade_enabled_default: bool = False
+    # A failed commit (disk full, read-only or failing disk) leaves the reports in the ring
+    # and is retried with back-off; after stall_threshold_s of failures the ledger tells
+    # the executor (event ledger.health) to stop sending new orders.
+    commit_retry_initial_s: float = 0.05
+    commit_retry_max_s: float = 2.0
+    stall_threshold_s: float = 3.0
+    backup: BackupConfig = dataclasses.field(default_factory=BackupConfig)
 
     def __post_init__(self) -> None:
         require(
@@ -45,6 +53,13 @@ class LedgerConfig:
                 f"must be one of {', '.join(SYNCHRONOUS_MODES)}")
         require(0 <= self.busy_timeout_ms <= 600_000, "busy_timeout_ms", self.busy_timeout_ms,
                 "must be between 0 and 600000")
+        for name in ("commit_retry_initial_s", "commit_retry_max_s", "stall_threshold_s"):
+            value = getattr(self, name)
+            require(math.isfinite(value) and value > 0, name, value,
+                    "must be a positive number of seconds")
+        require(self.commit_retry_initial_s <= self.commit_retry_max_s,
+                "commit_retry_initial_s", self.commit_retry_initial_s,
+                "must not exceed commit_retry_max_s")
         for asset, amount in self.initial_balances.items():
             require(bool(asset) and asset.isalnum(), f"initial_balances.{asset}", asset,
                     "asset names must be non-empty and alphanumeric")

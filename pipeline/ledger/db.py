@@ -14,42 +14,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import Engine, create_engine, event, insert, select
+from sqlalchemy import Engine, create_engine, event, insert, select, update
 from sqlalchemy.engine import URL, Connection
 
 from pipeline.errors import OperationalError
-from pipeline.ledger.base import ModelBase
 from pipeline.ledger.config import SYNCHRONOUS_MODES, LedgerConfig
+from pipeline.ledger.migrate import upgrade
 from pipeline.ledger.models import AuditLog, Balance, ConfigEntry, Meta
 
-SCHEMA_VERSION: Final = "1"
+SCHEMA_VERSION: Final = "0002"  # the alembic head; tests check they agree
 TRADE_ENABLED: Final = "TRADE_ENABLED"
-
-# History is never deleted, and money already booked never changes. These hold for any
-# writer, including an operator with the sqlite3 shell.
-_TRIGGERS: Final = (
-    *(f"CREATE TRIGGER IF NOT EXISTS {table}_no_delete BEFORE DELETE ON {table} "
-      f"BEGIN SELECT RAISE(ABORT, '{table} is history: DELETE is not allowed'); END"
-      for table in ("orders", "fills", "balances", "audit_log")),
-    "CREATE TRIGGER IF NOT EXISTS orders_forward_only BEFORE UPDATE ON orders "
-    "WHEN NEW.status_rank < OLD.status_rank "
-    "OR (NEW.status_rank = OLD.status_rank AND NEW.status IS NOT OLD.status) "
-    "OR NEW.client_order_id IS NOT OLD.client_order_id OR NEW.symbol IS NOT OLD.symbol "
-    "OR NEW.side IS NOT OLD.side OR NEW.quantity IS NOT OLD.quantity "
-    "OR NEW.limit_price IS NOT OLD.limit_price "
-    "BEGIN SELECT RAISE(ABORT, 'orders change only by moving status_rank upwards'); END",
-    "CREATE TRIGGER IF NOT EXISTS fills_money_frozen BEFORE UPDATE ON fills "
-    "WHEN NEW.client_order_id IS NOT OLD.client_order_id OR NEW.symbol IS NOT OLD.symbol "
-    "OR NEW.side IS NOT OLD.side OR NEW.quantity IS NOT OLD.quantity "
-    "OR NEW.price IS NOT OLD.price OR NEW.fee IS NOT OLD.fee "
-    "BEGIN SELECT RAISE(ABORT, 'fills are booked money: UPDATE is not allowed'); END",
-    "CREATE TRIGGER IF NOT EXISTS balances_money_frozen BEFORE UPDATE ON balances "
-    "WHEN NEW.asset IS NOT OLD.asset OR NEW.amount IS NOT OLD.amount "
-    "BEGIN SELECT RAISE(ABORT, 'balances are append-only: UPDATE is not allowed'); END",
-    "CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log "
-    "BEGIN SELECT RAISE(ABORT, 'audit_log is history: UPDATE is not allowed'); END",
-)
-
 
 def utc_now() -> datetime:
     """Naive UTC wall time, the form every ``*_at`` / ``ts`` column holds."""
@@ -108,26 +82,33 @@ def make_engine(
 
 
 def init_db(engine: Engine, environment: str, config: LedgerConfig) -> bool:
-    """Create the schema; seed a new database; refuse one that belongs elsewhere.
+    """Migrate the schema to head; seed a new database; refuse one that belongs elsewhere.
 
     Returns True when this call initialised the database. Seeding (TRADE_ENABLED and the
     starting balances) happens only then, with an audit row, so restarts never reset money.
+    Migration, checks and seeding are one transaction: a failure leaves the file untouched.
     """
     if not environment:
         raise OperationalError("init_db: environment must be a non-empty name")
+    database = str(engine.url.database)
     with engine.begin() as conn:
-        ModelBase.metadata.create_all(conn)
-        for ddl in _TRIGGERS:
-            conn.exec_driver_sql(ddl)
+        before, after = upgrade(conn, database)
         meta = dict(conn.execute(select(Meta.key, Meta.value)).all())
         if "environment" in meta:
-            _check_meta(engine, meta, environment)
+            _check_meta(engine, meta, environment, before)
+            if meta.get("schema_version") != after:
+                conn.execute(update(Meta).where(Meta.key == "schema_version")
+                             .values(value=after))
+                conn.execute(insert(AuditLog), [{
+                    "ts": utc_now(), "actor": "ledger", "action": "ledger.migrate",
+                    "detail": json.dumps({"from": before, "to": after}),
+                }])
             return False
         now = utc_now()
         trade_enabled = "true" if config.trade_enabled_default else "false"
         conn.execute(insert(Meta), [
             {"key": "environment", "value": environment},
-            {"key": "schema_version", "value": SCHEMA_VERSION},
+            {"key": "schema_version", "value": after},
         ])
         conn.execute(insert(ConfigEntry), [
             {"key": TRADE_ENABLED, "value": trade_enabled, "updated_at": now},
@@ -139,7 +120,7 @@ def init_db(engine: Engine, environment: str, config: LedgerConfig) -> bool:
             ])
         detail = {
             "environment": environment,
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": after,
             "initial_balances": dict(sorted(config.initial_balances.items())),
             TRADE_ENABLED: trade_enabled,
         }
@@ -150,15 +131,20 @@ def init_db(engine: Engine, environment: str, config: LedgerConfig) -> bool:
     return True
 
 
-def _check_meta(engine: Engine, meta: dict[str, str], environment: str) -> None:
+def _check_meta(engine: Engine, meta: dict[str, str], environment: str,
+                revision: str | None) -> None:
     if meta["environment"] != environment:
         raise OperationalError(
             f"{engine.url.database}: database belongs to environment "
             f"{meta['environment']!r}, not {environment!r}; point this environment at its "
             "own database file"
         )
-    if meta.get("schema_version") != SCHEMA_VERSION:
+    # meta.schema_version is written with each migration; disagreeing with alembic's own
+    # record means someone edited one of them by hand: stop rather than guess.
+    legacy = revision == "0001" and meta.get("schema_version") == "1"  # before alembic
+    if meta.get("schema_version") != revision and not legacy:
         raise OperationalError(
-            f"{engine.url.database}: schema_version {meta.get('schema_version')!r} but this "
-            f"code expects {SCHEMA_VERSION!r}; migrate the database or use a new file"
+            f"{engine.url.database}: meta.schema_version {meta.get('schema_version')!r} "
+            f"disagrees with the migration revision {revision!r}; restore the database "
+            "from a backup or fix the meta row after checking the schema"
         )

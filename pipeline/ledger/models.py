@@ -142,3 +142,13 @@ class Meta(ModelBase):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class KillSwitchNonce(ModelBase):
+    """Nonces of accepted kill-switch messages: the primary key refuses a replay."""
+
+    __tablename__ = "kill_switch_nonces"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    used_at: Mapped[datetime] = mapped_column(DateTime)

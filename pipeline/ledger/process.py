@@ -9,9 +9,16 @@ Commits are paced to stay within ``ledger.commits_per_s`` and ``ledger.wal_bytes
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import OperationalError as SqlOperationalError
+
+from pipeline.control import Handler
+from pipeline.killflag import KillFlag, flag_path
 from pipeline.ledger.db import init_db, make_engine
+from pipeline.ledger.governance import KillSwitch
+from pipeline.ledger.health import CommitHealth
 from pipeline.ledger.pacing import CommitPacer, estimate_wal_bytes
 from pipeline.ledger.store import LedgerStore
 from pipeline.metrics import LedgerMetrics
@@ -40,11 +47,27 @@ class LedgerService(Service):
         self._metrics = LedgerMetrics(runtime.registry)
         self._symbols = config.symbol_table()
         self._trade_enabled = self._store.trade_enabled()
+        self._kill_flag = KillFlag(flag_path(Path(config.rings.shm_dir),
+                                             config.paths.ring_prefix))
+        self._kill_flag.set(self._trade_enabled)
         self._wait_s: float | None = None
         self.reports_committed = 0
         self.commits = 0
         self.duplicates = 0
         self._fills_total = int(self._store.summary()["fills"])  # counted once, then tracked
+        self._kill_switch = KillSwitch(
+            self._engine, config.env, lambda: runtime.config.control,
+            local_operator=runtime.endpoints.is_local(), on_change=self._trade_enabled_changed,
+            log=runtime.log)
+        self._health = CommitHealth(
+            threshold_s=self._config.stall_threshold_s,
+            retry_initial_s=self._config.commit_retry_initial_s,
+            retry_max_s=self._config.commit_retry_max_s,
+            registry=runtime.registry, log=runtime.log, publish=runtime.events.publish)
+        self._backup = None
+        if self._config.backup.enabled:  # imported only when used: start-up stays fast
+            from pipeline.ledger.backup.service import start_agent
+            self._backup = start_agent(config, runtime.registry, runtime.log)  # own thread
         self._publish_trade_enabled()
 
     def _attach(self, reader: RingReader) -> None:
@@ -69,7 +92,7 @@ class LedgerService(Service):
     def step(self) -> bool:
         if self._commit_when_due():
             return True
-        if self._wait_s is None and not self._reports.available():
+        if self._wait_s is None and self._reports.closed and not self._reports.available():
             reader = follow(
                 self._reports,
                 self._runtime.rings.reports,
@@ -84,7 +107,8 @@ class LedgerService(Service):
     def _commit_when_due(self) -> bool:
         """Commit the next group of reports unless the commit budget says wait."""
         self._wait_s = None
-        delay = self._pacer.delay_s(time.monotonic())
+        now_s = time.monotonic()
+        delay = max(self._pacer.delay_s(now_s), self._health.retry_at - now_s)
         if delay > 0:
             self._wait_s = delay
             return False
@@ -92,7 +116,13 @@ class LedgerService(Service):
         if not len(batch):
             return False
         end = self._reports.cursor + len(batch)
-        result = self._store.apply(batch, {self._ring_name: (self._instance, end)})
+        try:
+            result = self._store.apply(batch, {self._ring_name: (self._instance, end)})
+        except SqlOperationalError as exc:  # disk full, I/O error, read-only: rolled back
+            self._metrics.commit_errors.inc()
+            self._health.failed(time.monotonic(), exc, self._reports.available())
+            return False
+        self._health.succeeded(time.monotonic())
         self._reports.advance(len(batch))
         self._pacer.record(time.monotonic(), estimate_wal_bytes(result.rows_written))
         self.reports_committed += len(batch)
@@ -110,14 +140,28 @@ class LedgerService(Service):
 
     def drain(self) -> bool:
         self._commit_when_due()
+        self._health.check(time.monotonic())
         return self._reports.available() == 0
 
     def _publish_trade_enabled(self) -> None:
         self._runtime.events.publish("config.TRADE_ENABLED", {"value": self._trade_enabled})
 
+    def _trade_enabled_changed(self, value: bool) -> None:
+        """Committed by the kill switch: tell the executor now, not at the next heartbeat."""
+        self._trade_enabled = value
+        self._kill_flag.set(value)  # the executor reads this word before every send
+        self._publish_trade_enabled()
+        self._metrics.trade_enabled.set(1.0 if value else 0.0)
+
+    def handlers(self) -> dict[str, Handler]:
+        return self._kill_switch.handlers()
+
     def heartbeat(self) -> dict[str, Any]:
         self._trade_enabled = self._store.trade_enabled()
+        self._kill_flag.set(self._trade_enabled)
         self._publish_trade_enabled()
+        self._health.check(time.monotonic())
+        self._health.publish(time.monotonic())
         positions = self._store.positions()
         first = positions[min(positions)] if positions else None
         return {
@@ -129,6 +173,8 @@ class LedgerService(Service):
             "position": first.quantity if first else 0.0,
             "pnl": sum(p.realized_pnl - p.fees for p in positions.values()),
             "database": str(self._runtime.config.paths.database),
+            "commit_stalled": self._health.stalled,
+            "backup": self._backup.status() if self._backup else None,
         }
 
     def update_metrics(self) -> None:
@@ -138,5 +184,8 @@ class LedgerService(Service):
             self._metrics.realized_pnl.labels(symbol).set(position.realized_pnl)
 
     def close(self) -> None:
+        if self._backup is not None:
+            self._backup.stop(timeout_s=self._runtime.config.run.stop_timeout_s * 0.15)
         self._reports.close()
+        self._kill_flag.close()
         self._engine.dispose()

@@ -51,18 +51,37 @@ Run it with ``[strategy] name = "my_package.dips:BuyTheDip"`` and
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 
 import numpy as np
 
 from pipeline.records import INTENT_DTYPE, OrderType, Side, empty
 
+_SCALAR_MAX = 16  # ticks per batch below which plain Python beats numpy's per-call overhead
+
 
 class Strategy(abc.ABC):
     """Turns batches of ticks into order intents; see the module docstring."""
 
+    _exposure: Callable[[int], float] | None = None
+
     @abc.abstractmethod
     def on_ticks(self, ticks: np.ndarray) -> np.ndarray:
         """Return the ``INTENT_DTYPE`` records decided on this batch of ``TICK_DTYPE`` ticks."""
+
+    def bind_exposure(self, exposure: Callable[[int], float]) -> None:
+        """Size orders against what is really held or in flight (filled + open orders).
+
+        The strategy process and the backtest bind the risk engine's exposure here, so a
+        target-based strategy whose order was rejected sends the difference again instead
+        of believing it holds the target. Unbound (unit tests, research) a strategy trades
+        against its own previous target.
+        """
+        self._exposure = exposure
+
+    def held(self, symbol_id: int, previous_target: float) -> float:
+        """The position to move from: the bound exposure, else ``previous_target``."""
+        return previous_target if self._exposure is None else self._exposure(symbol_id)
 
 
 def make_intents(
@@ -104,6 +123,8 @@ def target_orders(
     ``previous_target`` is the target after the last tick of the previous batch. Each change
     becomes one limit order for the difference, priced off the tick that caused it.
     """
+    if index.size <= _SCALAR_MAX:
+        return _target_orders_scalar(ticks, index, target, previous_target, slippage_bps)
     delta = target - np.concatenate(([previous_target], target[:-1]))
     changed = np.flatnonzero(delta != 0.0)
     side = np.where(delta[changed] > 0.0, Side.BUY, Side.SELL).astype(np.int8)
@@ -111,3 +132,29 @@ def target_orders(
     return make_intents(
         ticks, index[changed], side, np.abs(delta[changed]), limit_prices(price, side, slippage_bps)
     )
+
+
+def _target_orders_scalar(
+    ticks: np.ndarray,
+    index: np.ndarray,
+    target: np.ndarray,
+    previous_target: float,
+    slippage_bps: float,
+) -> np.ndarray:
+    """:func:`target_orders` for live-sized batches in plain Python: the same float
+    operations (difference, sign, ``price * (1 + side * slippage)``), identical records,
+    without a dozen numpy calls per tick."""
+    changes = []
+    previous = previous_target
+    for k, value in zip(index.tolist(), target.tolist(), strict=True):
+        delta = value - previous
+        previous = value
+        if delta != 0.0:
+            changes.append((k, 1 if delta > 0.0 else -1, abs(delta)))
+    intents = empty(INTENT_DTYPE, len(changes))
+    slippage = slippage_bps / 1e4
+    for j, (k, side, quantity) in enumerate(changes):
+        seq, ingest_ns, _, price, _, symbol_id, _, _ = ticks[k].item()
+        intents[j] = (0, seq, ingest_ns, 0, quantity, price * (1.0 + side * slippage),
+                      symbol_id, side, int(OrderType.LIMIT), 0)
+    return intents

@@ -53,11 +53,12 @@ def _require_positive(key: str, value: float) -> None:
 class RiskConfig:
     """Pre-trade limits applied to every intent before it reaches the executor.
 
-    Positions are counted from accepted intents, not fills (the strategy process never sees
-    fills), which over-counts exposure when orders do not fill: the safe side.
+    Exposure counts filled positions (from the execution reports) plus open orders, see
+    :class:`pipeline.strategy.risk.RiskEngine`.
     """
 
     max_position: float = 10.0  # base units (SOL), absolute, per symbol
+    allow_short: bool = False  # may an order take the exposure below zero?
     max_order_notional: float = 5000.0  # quote units (USDT): quantity * limit_price
     max_orders_per_s: float = 50.0  # token bucket refill rate; the burst is the same number
     price_band_bps: float = 100.0  # limit price within this of the symbol's last tick price

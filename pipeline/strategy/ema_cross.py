@@ -51,9 +51,10 @@ class EmaCross(Strategy):
         price = ticks["price"][index]
         above = self._fast.update(price) > self._slow.update(price)
         target = np.where(above, self._long, self._otherwise)
+        held = self.held(self._symbol_id, self._target)
         warming = self._seen + np.arange(1, index.size + 1) < self._warmup
-        target[warming] = 0.0
+        target[warming] = held  # no opinion while warming up: keep what is held
         self._seen += index.size
-        intents = target_orders(ticks, index, target, self._target, self._slippage_bps)
+        intents = target_orders(ticks, index, target, held, self._slippage_bps)
         self._target = float(target[-1])
         return intents

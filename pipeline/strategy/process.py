@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.config import PipelineConfig
 from pipeline.control import Handler
 from pipeline.ids import ClientOrderIds
+from pipeline.ledger.snapshot import read_positions
 from pipeline.metrics import StrategyMetrics
 from pipeline.reattach import follow
 from pipeline.records import RejectReason
@@ -34,6 +36,7 @@ class StrategyService(Service):
         self.spin_us = config.strategy.spin_us
         self._strategy = load_strategy(config.strategy)
         self._risk = RiskEngine(config.risk)
+        self._strategy.bind_exposure(self._risk.position)
         self._ticks = RingReader(runtime.rings.ticks, "strategy", **runtime.ring_kwargs())
         self._intents = RingWriter(
             runtime.rings.intents,
@@ -41,6 +44,7 @@ class StrategyService(Service):
             backpressure_timeout_s=config.rings.intents_backpressure_ms / 1000,
             **runtime.ring_kwargs(),
         )
+        self._reports = self._open_reports()
         self._ids = ClientOrderIds()
         self._metrics = StrategyMetrics(runtime.registry)
         self.paused = False
@@ -48,19 +52,43 @@ class StrategyService(Service):
         self.intents_sent = 0
         self.dropped = 0
 
+    def _open_reports(self) -> RingReader:
+        """Read execution reports from where the ledger's positions end (see snapshot)."""
+        runtime = self._runtime
+        reader = RingReader(runtime.rings.reports, "strategy", **runtime.ring_kwargs())
+        snapshot = read_positions(runtime.config.paths.database,
+                                  runtime.config.symbol_table(), reader.spec.name,
+                                  str(reader.instance_id))
+        self._risk.set_positions(snapshot.filled)
+        oldest = max(0, reader.write_seq - reader.spec.capacity)
+        reader.seek(max(snapshot.reports_cursor, oldest))
+        runtime.log.info("risk starts from the ledger's positions", extra={
+            "event": "strategy.positions", "filled": snapshot.filled,
+            "reports_cursor": reader.cursor})
+        return reader
+
+    def _apply_reports(self) -> None:
+        """Fills and rejects from the executor keep the risk engine's exposure true."""
+        if self._reports.available():
+            self._risk.on_reports(self._reports.read(_BATCH_MAX))
+
     def readers(self) -> list[RingReader]:
         return [self._ticks]
 
     def step(self) -> bool:
         if self._process_ticks():
             return True
-        self._ticks = follow(
-            self._ticks,
-            self._runtime.rings.ticks,
-            "strategy",
-            self._runtime.log,
-            **self._runtime.ring_kwargs(),
-        )
+        if self._reports.closed and not self._reports.available():
+            self._reports.close()
+            self._reports = self._open_reports()
+        if self._ticks.closed:
+            self._ticks = follow(
+                self._ticks,
+                self._runtime.rings.ticks,
+                "strategy",
+                self._runtime.log,
+                **self._runtime.ring_kwargs(),
+            )
         return False
 
     def _process_ticks(self) -> bool:
@@ -68,28 +96,35 @@ class StrategyService(Service):
         if not len(ticks):
             return False
         self.ticks_seen += len(ticks)
+        self._apply_reports()
         self._risk.on_ticks(ticks)
         intents = self._strategy.on_ticks(ticks)
         if self.paused or not len(intents):
             return True
         accepted, reasons = self._risk.check(intents, time.monotonic_ns())
-        refused, counts = np.unique(reasons[reasons != RejectReason.NONE], return_counts=True)
-        for reason, count in zip(refused.tolist(), counts.tolist(), strict=True):
-            self._metrics.rejects.labels(RejectReason(reason).name.lower()).inc(count)
-        if not len(accepted):
-            return True
+        if len(accepted):  # send first, count after: bookkeeping is off the latency path
+            self._send(accepted)
+        if len(accepted) < len(reasons):
+            refused, counts = np.unique(reasons[reasons != RejectReason.NONE],
+                                        return_counts=True)
+            for reason, count in zip(refused.tolist(), counts.tolist(), strict=True):
+                self._metrics.rejects.labels(RejectReason(reason).name.lower()).inc(count)
+        return True
+
+    def _send(self, accepted: np.ndarray) -> None:
         accepted["client_order_id"] = self._ids.take(len(accepted))
         accepted["decision_ns"] = time.monotonic_ns()
         written = self._intents.write(accepted)
+        self._risk.opened(accepted[:written])
         self.intents_sent += written
         self._metrics.intents.inc(written)
         if written < len(accepted):
+            self._risk.release(accepted[written:])
             self.dropped += len(accepted) - written
             self._metrics.rejects.labels("backpressure").inc(len(accepted) - written)
         latency_s = (accepted["decision_ns"][:written] - accepted["tick_ingest_ns"][:written]) / 1e9
         for value in latency_s:
             self._metrics.decision.observe(float(value))
-        return True
 
     def drain(self) -> bool:
         return not self._process_ticks()  # upstream has stopped: finish what it published
@@ -101,6 +136,7 @@ class StrategyService(Service):
             "dropped_backpressure": self.dropped,
             "paused": self.paused,
             "strategy": self._runtime.config.strategy.name,
+            "exposure": self._risk.position(self._runtime.config.strategy.symbol_id),
             "risk_rejects": {r.name.lower(): n for r, n in self._risk.reject_counts().items()},
             "tick_overruns": self._ticks.lost,
         }
@@ -118,6 +154,19 @@ class StrategyService(Service):
     def handlers(self) -> Mapping[str, Handler]:
         return {"pause": self._pause, "resume": self._resume}
 
+    live_sections = ("strategy", "risk")
+
+    def reload(self, config: PipelineConfig) -> None:
+        """New risk limits keep positions and the rate bucket; new strategy parameters build
+        a fresh strategy (it warms up again). Built before anything is swapped, so a bad
+        parameter refuses the whole reload."""
+        strategy = (load_strategy(config.strategy)
+                    if config.strategy != self._runtime.config.strategy else None)
+        self._risk.reconfigure(config.risk)
+        if strategy is not None:
+            strategy.bind_exposure(self._risk.position)
+            self._strategy = strategy
+
     def _pause(self, _args: Mapping[str, Any]) -> Mapping[str, Any]:
         self.paused = True
         return {"paused": True}
@@ -128,4 +177,5 @@ class StrategyService(Service):
 
     def close(self) -> None:
         self._ticks.close()
+        self._reports.close()
         self._intents.close()

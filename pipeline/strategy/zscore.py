@@ -51,18 +51,20 @@ class ZScoreReversion(Strategy):
         price = ticks["price"][index]
         mean, std = self._moments.update(price)
         z = np.zeros(index.size)
-        np.divide(price - mean, std, out=z, where=std > 0.0)  # warm-up (NaN std) reads as 0
+        np.divide(price - mean, std, out=z, where=std > 0.0)  # a flat window reads as 0
         signal = np.full(index.size, np.nan)  # NaN: hold the previous target
         signal[z < -self._entry_z] = self._long
         signal[z > self._entry_z] = self._short
         signal[np.abs(z) < self._exit_z] = 0.0
-        target = self._hold(signal)
-        intents = target_orders(ticks, index, target, self._target, self._slippage_bps)
+        signal[np.isnan(std)] = np.nan  # no opinion while the window fills: keep what is held
+        held = self.held(self._symbol_id, self._target)
+        target = self._hold(signal, held)
+        intents = target_orders(ticks, index, target, held, self._slippage_bps)
         self._target = float(target[-1])
         return intents
 
-    def _hold(self, signal: np.ndarray) -> np.ndarray:
-        """Forward-fill NaNs in ``signal`` with the last set value, starting from the target."""
+    def _hold(self, signal: np.ndarray, held: float) -> np.ndarray:
+        """Forward-fill NaNs in ``signal`` with the last set value, starting from ``held``."""
         positions = np.arange(signal.size)
         last_set = np.maximum.accumulate(np.where(np.isnan(signal), -1, positions))
-        return np.where(last_set >= 0, signal[last_set], self._target)
+        return np.where(last_set >= 0, signal[last_set], held)

@@ -61,6 +61,9 @@ def test_ledger_killed_mid_commit_loses_and_doubles_nothing(tmp_path: Path,
             procs["ledger"].wait(timeout=10)
             kills += 1
             procs["ledger"] = _start("ledger", data_dir, env)
+        # Stop only once the last ledger has installed its signal handlers and committed.
+        target = _fills(database) + 1
+        eventually(lambda: _fills(database) >= target, timeout_s=30, message="ledger is back")
         for name in reversed(PROCESSES):
             procs[name].send_signal(signal.SIGTERM)
             assert procs[name].wait(timeout=60) == 0, name

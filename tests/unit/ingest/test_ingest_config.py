@@ -32,7 +32,7 @@ def test_builds_from_a_toml_table() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "key"),
     [
-        ({"feed": "pyth"}, "ingest.feed"),
+        ({"feed": "bloomberg"}, "ingest.feed"),
         ({"rate_hz": -1.0}, "ingest.rate_hz"),
         ({"rate_hz": float("nan")}, "ingest.rate_hz"),
         ({"speed": -2.0}, "ingest.speed"),

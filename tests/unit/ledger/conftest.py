@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine
 
-from pipeline.ledger import LedgerConfig, LedgerStore, init_db, make_engine
+from pipeline.ledger.config import LedgerConfig
+from pipeline.ledger.db import init_db, make_engine
+from pipeline.ledger.store import LedgerStore
 from pipeline.records import REPORT_DTYPE, OrderStatus, RejectReason
 
 SYMBOLS = {1: ("SOL/USDT", "SOL", "USDT"), 2: ("JUP/USDT", "JUP", "USDT")}

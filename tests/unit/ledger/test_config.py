@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.configtools import build
 from pipeline.errors import ConfigError
-from pipeline.ledger import LedgerConfig
+from pipeline.ledger.config import LedgerConfig
 
 
 def test_defaults() -> None:

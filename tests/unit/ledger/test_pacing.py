@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.ledger import CommitPacer, LedgerStore, estimate_wal_bytes
-from pipeline.ledger.pacing import WAL_FRAME_HEADER_BYTES
+from pipeline.ledger.pacing import WAL_FRAME_HEADER_BYTES, CommitPacer, estimate_wal_bytes
+from pipeline.ledger.store import LedgerStore
 
 
 class FakeClock:

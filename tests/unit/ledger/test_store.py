@@ -15,9 +15,11 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from pipeline.errors import BadInputError
-from pipeline.ledger import LedgerConfig, LedgerStore, make_engine
 from pipeline.ledger.accounting import PositionState
+from pipeline.ledger.config import LedgerConfig
+from pipeline.ledger.db import make_engine
 from pipeline.ledger.models import AuditLog, Balance, Fill, Order, to_stored, to_u64
+from pipeline.ledger.store import LedgerStore
 from pipeline.records import REPORT_DTYPE, OrderStatus, RejectReason
 
 MakeReports = Callable[..., np.ndarray]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from pipeline.records import INTENT_DTYPE, RejectReason, Side, empty
+from pipeline.records import INTENT_DTYPE, REPORT_DTYPE, OrderStatus, RejectReason, Side, empty
 from pipeline.strategy.config import RiskConfig
 from pipeline.strategy.risk import RiskEngine
 
@@ -29,8 +29,8 @@ def _intents(
 
 @pytest.fixture
 def engine(make_ticks: TickMaker) -> RiskEngine:
-    """Limits: 10 SOL, 5000 USDT per order, 50 orders/s, 100 bps; SOL last at 150."""
-    risk = RiskEngine(RiskConfig())
+    """Limits: 10 SOL, 5000 USDT per order, 50 orders/s, 100 bps, shorts allowed; SOL at 150."""
+    risk = RiskEngine(RiskConfig(allow_short=True))
     risk.on_ticks(make_ticks(np.array([149.0, 150.0])))
     return risk
 
@@ -144,3 +144,55 @@ def test_empty_batches(engine: RiskEngine, make_ticks: TickMaker) -> None:
     accepted, reasons = engine.check(empty(INTENT_DTYPE), now_ns=0)
     assert accepted.size == 0
     assert reasons.size == 0
+
+
+def _reports(intents: np.ndarray, status: OrderStatus, filled: float = 0.0) -> np.ndarray:
+    reports = empty(REPORT_DTYPE, len(intents))
+    for name in ("client_order_id", "symbol_id", "side", "quantity", "limit_price"):
+        reports[name] = intents[name]
+    reports["status"] = status
+    reports["filled_qty"] = filled
+    return reports
+
+
+def _send(engine: RiskEngine, intents: np.ndarray, first_id: int = 1) -> np.ndarray:
+    accepted, _ = engine.check(intents, now_ns=0)
+    accepted["client_order_id"] = np.arange(first_id, first_id + len(accepted))
+    engine.opened(accepted)
+    return accepted
+
+
+def test_shorts_are_refused_unless_allowed(make_ticks: TickMaker) -> None:
+    engine = RiskEngine(RiskConfig())
+    engine.on_ticks(make_ticks(np.array([150.0])))
+    _, reasons = engine.check(_intents([Side.SELL], [1.0], [150.0]), now_ns=0)
+    assert reasons.tolist() == [RejectReason.SHORT_NOT_ALLOWED]
+    _send(engine, _intents([Side.BUY], [2.0], [150.0]))
+    _, reasons = engine.check(_intents([Side.SELL], [2.0], [150.0]), now_ns=0)
+    assert reasons.tolist() == [RejectReason.NONE]  # back to flat is fine
+
+
+def test_a_rejected_order_stops_counting_when_its_report_arrives(engine: RiskEngine) -> None:
+    sent = _send(engine, _intents([Side.BUY] * 10, [1.0] * 10, [150.0] * 10))
+    assert engine.position(1) == 10.0
+    _, reasons = engine.check(_intents([Side.BUY], [1.0], [150.0]), now_ns=0)
+    assert reasons.tolist() == [RejectReason.MAX_POSITION]
+    engine.on_reports(_reports(sent[:4], OrderStatus.REJECTED))
+    assert engine.position(1) == 6.0
+    engine.on_reports(_reports(sent[4:], OrderStatus.FILLED, filled=1.0))
+    assert engine.position(1) == 6.0  # now filled, no longer open: same exposure
+    engine.on_reports(_reports(sent[4:], OrderStatus.FILLED, filled=1.0))
+    assert engine.position(1) == 12.0  # a fill of an order not ours (e.g. an earlier run)
+
+
+def test_intents_never_sent_release_their_exposure(engine: RiskEngine) -> None:
+    accepted, _ = engine.check(_intents([Side.BUY] * 3, [1.0] * 3, [150.0] * 3), now_ns=0)
+    engine.release(accepted[1:])
+    assert engine.position(1) == 1.0
+
+
+def test_a_restart_starts_from_the_ledger_position(engine: RiskEngine) -> None:
+    engine.set_positions({1: 9.5})
+    _, reasons = engine.check(_intents([Side.BUY], [1.0], [150.0]), now_ns=0)
+    assert reasons.tolist() == [RejectReason.MAX_POSITION]
+    assert engine.position(1) == 9.5

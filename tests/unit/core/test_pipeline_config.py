@@ -34,10 +34,14 @@ def test_environment_overrides_are_parsed_as_toml_values() -> None:
     assert config.ledger.commits_per_s == 400.0
 
 
-def test_only_paper_trades_by_default() -> None:
+def test_only_the_offline_environments_trade_by_default() -> None:
     assert load_config(None, environ={}).ledger.trade_enabled_default is True
-    devnet = load_config(None, environ={}, overrides={"env": "localnet"})
-    assert devnet.ledger.trade_enabled_default is False
+    localnet = load_config(None, environ={}, overrides={"env": "localnet"})
+    assert localnet.ledger.trade_enabled_default is True
+    for env in ("devnet", "mainnet"):
+        real = load_config(None, environ={},
+                           overrides={"env": env, "executor": {"venue": "solana"}})
+        assert real.ledger.trade_enabled_default is False, env
 
 
 @pytest.mark.parametrize(("overrides", "key"), [

@@ -1,0 +1,155 @@
+"""``pipeline admin``: argument parsing and dispatch for the operator's commands.
+
+Key generation for CurveZMQ (``keygen``) and signing (``sign``) work offline; every other
+command talks to the running pipeline named by ``--env`` / ``--data-dir`` / ``--config``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from pipeline.config import PROCESSES, PipelineConfig
+from pipeline.errors import EXIT_OPERATIONAL, BadInputError, OperationalError
+
+
+def _add_processes(parser: argparse.ArgumentParser) -> None:
+    # No choices=: argparse rejects an empty nargs="*" list against them.
+    parser.add_argument("processes", nargs="*", metavar="PROCESS",
+                        help=f"one or more of {', '.join(PROCESSES)} (default: all)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--client-key", type=Path,
+                        help="CURVE client secret key file (default control.client_secret_key)")
+    parser.add_argument("--timeout", type=float, help="seconds to wait per try "
+                        "(default control.request_timeout_s)")
+    sub = parser.add_subparsers(dest="admin_command", required=True)
+    status = sub.add_parser("status", help="one table of all four processes")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_processes(sub.add_parser("ping", help="is it answering?"))
+    sub.add_parser("pause", help="the strategy stops emitting orders (ingest keeps reading)")
+    sub.add_parser("resume", help="the strategy emits orders again")
+    _add_processes(sub.add_parser("reload", help="re-read the config (like SIGHUP)"))
+    kill = sub.add_parser("kill", help="disable trading now")
+    kill.add_argument("--reason", default="", help="recorded in the audit log")
+    kill.add_argument("signature_files", nargs="*", type=Path,
+                      help="signatures from `sign --disable` (not needed on ipc)")
+    enable = sub.add_parser("trade-enable", help="enable trading with M-of-N signatures")
+    enable.add_argument("signature_files", nargs="+", type=Path, help="files from `sign`")
+    enable.add_argument("--reason", default="", help="recorded in the audit log")
+    sign = sub.add_parser("sign", help="sign a kill-switch message with a Solana keypair file")
+    sign.add_argument("--keypair", type=Path, required=True, help="Solana CLI keypair JSON")
+    value = sign.add_mutually_exclusive_group(required=True)
+    value.add_argument("--enable", action="store_true", help="sign TRADE_ENABLED = true")
+    value.add_argument("--disable", action="store_true", help="sign TRADE_ENABLED = false")
+    value.add_argument("--like", type=Path, help="co-sign the message of this signature file")
+    sign.add_argument("--expires-in", type=float, default=600.0,
+                      help="seconds until the message expires (default 600)")
+    sign.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
+    get = sub.add_parser("config-get", help="the ledger's runtime config (TRADE_ENABLED)")
+    get.add_argument("key", nargs="?")
+    watch = sub.add_parser("watch", help="live event stream; reports silent processes")
+    watch.add_argument("--topic", action="append", help="topic prefix (default: all)")
+    watch.add_argument("--duration", type=float, help="stop after this many seconds")
+    watch.add_argument("--count", type=int, help="stop after this many events")
+    for table in ("orders", "fills"):
+        rows = sub.add_parser(table, help=f"recent {table}, read-only from the database")
+        rows.add_argument("--limit", type=int, default=20)
+    keygen = sub.add_parser("keygen", help="make a CurveZMQ key pair (<name>.key, .key_secret)")
+    keygen.add_argument("--dir", type=Path, required=True)
+    keygen.add_argument("--name", required=True)
+
+
+def run(args: argparse.Namespace, config: PipelineConfig) -> int:
+    try:
+        return _dispatch(args, config)
+    except (BadInputError, OperationalError) as exc:
+        print(f"pipeline admin: {exc}", file=sys.stderr)
+        return EXIT_OPERATIONAL
+
+
+def _dispatch(args: argparse.Namespace, config: PipelineConfig) -> int:
+    command = args.admin_command
+    unknown = set(getattr(args, "processes", None) or ()) - set(PROCESSES)
+    if unknown:
+        raise BadInputError(f"unknown process {', '.join(sorted(unknown))}; "
+                            f"one of {', '.join(PROCESSES)}")
+    if command == "keygen":
+        from pipeline.endpoints import generate_keypair
+        public, secret = generate_keypair(args.dir, args.name)
+        print(f"public key: {public}\nsecret key: {secret} (mode 0600; keep it private)")
+        return 0
+    if command == "sign":
+        return _sign(args, config)
+    if command in ("orders", "fills"):
+        from pipeline.admin.readonly import format_table, recent_rows
+        print(format_table(*recent_rows(config.paths.database, command, args.limit)))
+        return 0
+    from pipeline.admin import commands
+    from pipeline.admin.client import AdminClient
+    from pipeline.endpoints import Endpoints
+
+    control = config.control
+    client = AdminClient(Endpoints(control, config.paths.run_dir, client_key=args.client_key),
+                         timeout_s=args.timeout or control.request_timeout_s,
+                         retries=control.request_retries)
+    try:
+        if command == "status":
+            return commands.status(client, as_json=args.json)
+        if command == "ping":
+            return commands.ping(client, args.processes or PROCESSES)
+        if command in ("pause", "resume"):
+            return commands.simple(client, ["strategy"], command)
+        if command == "reload":
+            return commands.simple(client, args.processes or PROCESSES, "reload")
+        if command == "config-get":
+            return commands.config_get(client, args.key)
+        if command == "watch":
+            return commands.watch(client, topics=args.topic or [""],
+                                  timeout_s=config.run.heartbeat_timeout_s,
+                                  duration_s=args.duration, count=args.count)
+        return _set_trading(args, client)
+    finally:
+        client.close()
+
+
+def _set_trading(args: argparse.Namespace, client: object) -> int:
+    from pipeline.admin import commands
+    from pipeline.admin.client import AdminClient
+    from pipeline.admin.signing import read_signature_files
+    from pipeline.killswitch import KillSwitchMessage
+
+    assert isinstance(client, AdminClient)
+    value = args.admin_command == "trade-enable"
+    message: KillSwitchMessage | None = None
+    signatures: list[dict[str, str]] = []
+    if args.signature_files:
+        message, signatures = read_signature_files(args.signature_files)
+    return commands.set_trading(client, value, message, signatures=signatures,
+                                reason=args.reason)
+
+
+def _sign(args: argparse.Namespace, config: PipelineConfig) -> int:
+    from pipeline.admin.signing import (
+        load_keypair,
+        new_message,
+        read_signature_files,
+        signature_document,
+    )
+
+    keypair = load_keypair(args.keypair)
+    if args.like is not None:
+        message, _ = read_signature_files([args.like])
+    else:
+        message = new_message(config.env, bool(args.enable),
+                              int(time.time() + args.expires_in))
+    text = json.dumps(signature_document(keypair, message), sort_keys=True)
+    if args.output is not None:
+        args.output.write_text(text + "\n")
+    else:
+        print(text)
+    return 0

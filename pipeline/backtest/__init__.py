@@ -1,0 +1,1 @@
+"""Backtests: the live strategy, risk and paper-fill code over recorded market data."""

@@ -1,0 +1,265 @@
+"""Bootstrap checks: can this host run this config? Shown by ``pipeline check``, run at start.
+
+Each check returns pass, fail or skip with a reason an operator can act on. They read and
+probe, never change anything: the database is opened read-only, rings are inspected without
+attaching, endpoints get a TCP connect. At a process start a failure is logged and sets
+``pipeline_bootstrap_failed`` (which pages) but does not stop the process: the process's own
+start-up refuses what is unsafe (a database of another environment, a ring of another layout).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import socket
+import sqlite3
+import stat
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from prometheus_client import CollectorRegistry
+
+from pipeline import ring, sntp
+from pipeline.config import PipelineConfig
+from pipeline.metrics import BootstrapMetrics
+
+PASS: Final = "pass"
+FAIL: Final = "fail"
+SKIP: Final = "skip"
+_KEY_FILE_WORDS: Final = ("keypair", "key_file", "key_path", "keyfile")
+_URL_SCHEMES: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+# Endpoints carry defaults even when unused: a section's URLs count only while it is active.
+_ACTIVE_WHEN: Final[dict[str, Callable[[PipelineConfig], bool]]] = {
+    "ingest.": lambda c: c.ingest.feed not in ("replay", "synthetic"),
+    "executor.": lambda c: c.executor.venue != "paper",
+}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    status: str  # pass | fail | skip
+    detail: str
+    value: float | None = None  # a measured number, e.g. the clock offset in seconds
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FAIL
+
+
+def config_fields(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every leaf ``(dotted.key, value)`` of a config tree (dataclasses, dicts, tuples)."""
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        for item in dataclasses.fields(node):
+            yield from config_fields(getattr(node, item.name), f"{prefix}{item.name}.")
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from config_fields(value, f"{prefix}{key}.")
+    elif isinstance(node, tuple):
+        for index, value in enumerate(node):
+            yield from config_fields(value, f"{prefix}{index}.")
+    else:
+        yield prefix.rstrip("."), node
+
+
+def check_config(config: PipelineConfig) -> CheckResult:
+    # Loading already validated every key; report what was loaded so a wrong file shows.
+    return CheckResult("config", PASS, f"{config.source}: env {config.env}, "
+                                       f"venue {config.executor.venue}")
+
+
+def check_data_dir(config: PipelineConfig) -> CheckResult:
+    paths = config.paths
+    existing = paths.data_dir
+    while not existing.exists():
+        existing = existing.parent
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return CheckResult("data_dir", FAIL, f"{existing} is not writable by uid {os.geteuid()}")
+    free_mb = shutil.disk_usage(existing).free / 1e6
+    if free_mb < config.check.min_free_disk_mb:
+        return CheckResult("data_dir", FAIL, f"{existing}: {free_mb:.0f} MB free, below "
+                                             f"check.min_free_disk_mb = "
+                                             f"{config.check.min_free_disk_mb:.0f}", free_mb)
+    return CheckResult("data_dir", PASS, f"{paths.data_dir}: {free_mb:.0f} MB free", free_mb)
+
+
+def check_database(config: PipelineConfig) -> CheckResult:
+    database = config.paths.database
+    if not database.exists():
+        return CheckResult("database", PASS, f"{database} not created yet (the ledger makes it)")
+    try:
+        conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=2.0)
+        try:
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            journal = str(conn.execute("PRAGMA journal_mode").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return CheckResult("database", FAIL, f"{database}: {exc}")
+    env = meta.get("environment")
+    if env != config.env:
+        return CheckResult("database", FAIL, f"{database} belongs to environment {env!r}, "
+                                             f"config says {config.env!r}")
+    if journal.lower() != "wal":
+        return CheckResult("database", FAIL, f"{database}: journal_mode {journal}, not wal")
+    return CheckResult("database", PASS, f"{database}: env {env}, schema "
+                                         f"{meta.get('schema_version')}, wal")
+
+
+def check_rings(config: PipelineConfig) -> CheckResult:
+    from pipeline.runtime import RingSpecs  # runtime imports this module at start
+
+    shm_dir = Path(config.rings.shm_dir)
+    if not shm_dir.is_dir() or not os.access(shm_dir, os.W_OK | os.X_OK):
+        return CheckResult("rings", FAIL, f"{shm_dir} is not a writable directory")
+    specs = RingSpecs.from_config(config).all()
+    problems: list[str] = []
+    present = 0
+    needed = 0
+    for spec in specs:
+        path = shm_dir / spec.name
+        if not path.exists():
+            needed += spec.capacity * spec.dtype.itemsize
+            continue
+        info = ring.inspect_segment(path)
+        if info is None:
+            continue  # being initialised by a starting process right now
+        present += 1
+        if info.env != config.env:
+            problems.append(f"{spec.name} belongs to env {info.env!r}")
+        elif info.lossless != spec.lossless:
+            problems.append(f"{spec.name} kind differs from config")
+        elif stat.S_IMODE(path.stat().st_mode) & 0o077:
+            problems.append(f"{spec.name} is readable by others")
+    free = shutil.disk_usage(shm_dir).free
+    if free < needed:
+        problems.append(f"{shm_dir} has {free / 1e6:.1f} MB free, rings need "
+                        f"{needed / 1e6:.1f} MB")
+    if problems:
+        return CheckResult("rings", FAIL, "; ".join(problems))
+    return CheckResult("rings", PASS, f"{present}/{len(specs)} present in {shm_dir}, "
+                                      f"{free / 1e6:.0f} MB free")
+
+
+def check_key_files(config: PipelineConfig) -> CheckResult:
+    found = [(key, str(value)) for key, value in config_fields(config)
+             if isinstance(value, str) and value and any(w in key for w in _KEY_FILE_WORDS)]
+    if not found:
+        return CheckResult("key_files", SKIP, "no key file configured")
+    problems = []
+    for key, text in found:
+        path = Path(text)
+        try:
+            info = path.stat()
+        except OSError as exc:
+            problems.append(f"{key}: {exc.strerror}")
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            problems.append(f"{key}: not a regular file")
+        elif stat.S_IMODE(info.st_mode) & 0o077:
+            problems.append(f"{key}: mode {stat.S_IMODE(info.st_mode):04o}, must be 0600 or "
+                            "stricter (chmod 600)")
+        elif info.st_uid != os.geteuid():
+            problems.append(f"{key}: owned by uid {info.st_uid}, not this user")
+    if problems:
+        return CheckResult("key_files", FAIL, "; ".join(problems))
+    return CheckResult("key_files", PASS, ", ".join(key for key, _ in found) + ": 0600, ours")
+
+
+def check_clock(config: PipelineConfig) -> CheckResult:
+    server = config.check.ntp_server
+    if not server:
+        return CheckResult("clock", SKIP, "check.ntp_server not set")
+    host, _, port = server.rpartition(":") if ":" in server else (server, "", "123")
+    try:
+        result = sntp.query(host, int(port), config.check.ntp_timeout_s)
+    except sntp.SntpError as exc:
+        return CheckResult("clock", FAIL, str(exc))
+    offset_ms = result.offset_s * 1000
+    detail = (f"offset {offset_ms:+.1f} ms vs {server} (stratum {result.stratum}, "
+              f"delay {result.delay_s * 1000:.1f} ms)")
+    if abs(offset_ms) > config.check.max_clock_offset_ms:
+        return CheckResult("clock", FAIL, f"{detail}: beyond check.max_clock_offset_ms = "
+                                          f"{config.check.max_clock_offset_ms:g}", result.offset_s)
+    return CheckResult("clock", PASS, detail, result.offset_s)
+
+
+def check_endpoints(config: PipelineConfig) -> CheckResult:
+    """RPC and feed URLs found anywhere in the config must accept a TCP connection."""
+    urls = [(key, value) for key, value in config_fields(config)
+            if isinstance(value, str) and urlsplit(value).scheme in _URL_SCHEMES
+            and urlsplit(value).hostname and _active(config, key)]
+    if not urls:
+        return CheckResult("endpoints", SKIP, "no RPC or feed URL configured")
+    problems, reached = [], []
+    for key, url in urls:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or _URL_SCHEMES[parts.scheme]
+        started = time.monotonic()
+        try:
+            with socket.create_connection((host, port), timeout=config.check.reach_timeout_s):
+                pass
+        except OSError as exc:
+            problems.append(f"{key} ({host}:{port}): {exc.strerror or exc}")
+            continue
+        reached.append(f"{key} {(time.monotonic() - started) * 1000:.0f} ms")
+    if problems:
+        return CheckResult("endpoints", FAIL, "; ".join(problems))
+    return CheckResult("endpoints", PASS, ", ".join(reached))
+
+
+def _active(config: PipelineConfig, key: str) -> bool:
+    return all(active(config) for prefix, active in _ACTIVE_WHEN.items()
+               if key.startswith(prefix))
+
+
+CHECKS: Final[tuple[Callable[[PipelineConfig], CheckResult], ...]] = (
+    check_config, check_data_dir, check_database, check_rings, check_key_files, check_clock,
+    check_endpoints,
+)
+
+
+def run_checks(config: PipelineConfig) -> list[CheckResult]:
+    """Run every check; a check that raises is reported as failed, never propagated."""
+    results = []
+    for check in CHECKS:
+        name = check.__name__.removeprefix("check_")
+        try:
+            results.append(check(config))
+        except Exception as exc:  # a broken check must not hide the others
+            results.append(CheckResult(name, FAIL, f"check raised {type(exc).__name__}: {exc}"))
+    return results
+
+
+def format_table(results: list[CheckResult]) -> str:
+    width = max(len(r.name) for r in results)
+    lines = [f"{'check':<{width}}  result  detail", f"{'-' * width}  ------  ------"]
+    lines += [f"{r.name:<{width}}  {r.status:<6}  {r.detail}" for r in results]
+    return "\n".join(lines)
+
+
+def report_at_start(config: PipelineConfig, registry: CollectorRegistry,
+                    log: logging.Logger) -> list[CheckResult]:
+    """Run the checks at a process start: log each failure, export the results as metrics."""
+    metrics = BootstrapMetrics(registry)
+    results = run_checks(config)
+    for result in results:
+        metrics.check_failed.labels(result.name).set(1.0 if result.failed else 0.0)
+        if result.name == "clock" and result.value is not None:
+            metrics.clock_offset.set(result.value)
+        if result.failed:
+            log.error("bootstrap check %s failed: %s", result.name, result.detail,
+                      extra={"event": "bootstrap.failed", "check": result.name})
+    failed = [r.name for r in results if r.failed]
+    metrics.failed.set(1.0 if failed else 0.0)
+    log.info("bootstrap checks done", extra={
+        "event": "bootstrap.done", "failed": failed,
+        "skipped": [r.name for r in results if r.status == SKIP]})
+    return results

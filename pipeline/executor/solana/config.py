@@ -1,0 +1,76 @@
+"""The Solana venue's settings: endpoints, key file, fees, checks and landing cadence.
+
+Secrets stay out of the file: the swap API key is read from the environment variable named
+by ``api_key_env`` and the keypair from ``keypair_path`` (mode 0600). On localnet the
+endpoints, key file and mints come from the running localnet's manifest instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Final
+
+from pipeline.configtools import require
+
+COMPUTE_BUDGET_PROGRAM: Final = "ComputeBudget111111111111111111111111111111"
+SYSTEM_PROGRAM: Final = "11111111111111111111111111111111"
+TOKEN_PROGRAM: Final = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
+ATA_PROGRAM: Final = "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL"
+JUPITER_V6_PROGRAM: Final = "JUP6LkbZbjS1jKKwapdHNy74zcZ3tLUZoi5QNyVTaV4"
+MEMO_PROGRAM: Final = "MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr"  # moves no funds
+
+
+def _programs() -> tuple[str, ...]:
+    return (COMPUTE_BUDGET_PROGRAM, SYSTEM_PROGRAM, TOKEN_PROGRAM, ATA_PROGRAM,
+            JUPITER_V6_PROGRAM, MEMO_PROGRAM)
+
+
+@dataclasses.dataclass(frozen=True)
+class SolanaConfig:
+    """``[executor.solana]``: see "Solana venues" in the README for devnet and mainnet."""
+
+    rpc_url: str = ""  # e.g. https://api.mainnet-beta.solana.com (empty on localnet)
+    swap_url: str = ""  # Jupiter base URL, e.g. https://api.jup.ag (empty on localnet)
+    api: str = "v2"  # v2: GET /swap/v2/order (+ POST /execute); v1: /swap/v1/quote + /swap
+    landing: str = "self"  # self: send via our RPC and confirm; execute: POST /execute (v2)
+    api_key_env: str = "JUPITER_API_KEY"  # env variable holding the x-api-key (may be unset)
+    keypair_path: str = ""  # Solana CLI JSON keypair, mode 0600 (empty on localnet)
+    slippage_bps: int = 50  # v1 quote slippage; the limit price bounds every order anyway
+    compute_unit_limit: int = 200_000
+    compute_unit_price_micro_lamports: int = 10_000
+    max_fee_lamports: int = 100_000  # most SOL a swap may cost the taker (fees, priority)
+    allowed_programs: tuple[str, ...] = dataclasses.field(default_factory=_programs)
+    rpc_timeout_s: float = 5.0
+    rpc_attempts: int = 6  # tries per RPC call on 429 / 5xx / timeouts, with back-off
+    backoff_s: float = 0.1  # first retry delay; doubles per retry, capped at 2 s
+    resend_interval_s: float = 2.0  # re-send the same signed bytes this often until landed
+    confirm_poll_s: float = 0.05
+    max_builds: int = 3  # fresh transactions per order after the previous one expired
+    balance_tolerance: float = 1e-6  # asset units: chain vs ledger beyond this stops trading
+
+    def __post_init__(self) -> None:
+        require(self.api in ("v1", "v2"), "executor.solana.api", self.api, "v1 or v2")
+        require(self.landing in ("self", "execute"), "executor.solana.landing", self.landing,
+                "self or execute")
+        require(self.landing == "self" or self.api == "v2", "executor.solana.landing",
+                self.landing, "execute needs api = v2 (v1 has no /execute)")
+        require(0 <= self.slippage_bps < 10_000, "executor.solana.slippage_bps",
+                self.slippage_bps, "must be between 0 and 9999")
+        require(0 < self.compute_unit_limit <= 1_400_000, "executor.solana.compute_unit_limit",
+                self.compute_unit_limit, "must be between 1 and 1400000")
+        require(self.compute_unit_price_micro_lamports >= 0,
+                "executor.solana.compute_unit_price_micro_lamports",
+                self.compute_unit_price_micro_lamports, "must be >= 0")
+        require(self.max_fee_lamports > 0, "executor.solana.max_fee_lamports",
+                self.max_fee_lamports, "must be > 0")
+        for name in ("rpc_timeout_s", "backoff_s", "resend_interval_s", "confirm_poll_s"):
+            value = getattr(self, name)
+            require(math.isfinite(value) and value > 0, f"executor.solana.{name}", value,
+                    "must be a positive number of seconds")
+        require(self.rpc_attempts >= 1, "executor.solana.rpc_attempts", self.rpc_attempts,
+                "must be >= 1")
+        require(self.max_builds >= 1, "executor.solana.max_builds", self.max_builds,
+                "must be >= 1")
+        require(self.balance_tolerance >= 0, "executor.solana.balance_tolerance",
+                self.balance_tolerance, "must be >= 0")

@@ -1,0 +1,320 @@
+"""The Solana venue behind the executor: the tick path hands orders over and never waits.
+
+``submit`` validates and queues orders for an asyncio loop in a worker thread, which does
+all network work (quote, simulate, send, confirm, balances); ``poll`` collects its reports.
+A NEW report carrying the signature comes first; the signed transaction stays in the
+process until the executor confirms, on its next ``poll(reports_flushed=True)``, that the
+report is in the reports ring.
+
+After a restart the worker first waits for the ledger to commit every report still in the
+ring, then reads the orders left NEW (with their signatures) read-only from the ledger: a
+re-submitted order whose signature is known is reconciled by signature status and is not
+signed again until that transaction can no longer land.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Final
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from solana.rpc.async_api import AsyncClient
+from solana.rpc.commitment import Confirmed
+from solders.keypair import Keypair
+from solders.signature import Signature
+
+from pipeline.executor.solana.balances import BalanceGuard
+from pipeline.executor.solana.config import SolanaConfig
+from pipeline.executor.solana.orders import Market, OrderRunner, Outcome, Request
+from pipeline.executor.solana.rpc import Retrier
+from pipeline.executor.solana.swapapi import SwapApi, SwapRejectedError
+from pipeline.executor.venue import reports_from_intents
+from pipeline.records import REPORT_DTYPE, OrderStatus, RejectReason
+
+_BUY: Final = 1
+_SAFE_EXPIRY_BLOCKS: Final = 152  # a blockhash signed before a restart is dead after this
+
+
+class SolanaMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.retries = Counter("pipeline_solana_rpc_retries_total",
+                               "Temporary RPC / swap API failures retried", ["call"],
+                               registry=registry)
+        self.refused = Counter("pipeline_solana_refused_total",
+                               "Transactions refused by the pre-signing checks",
+                               registry=registry)
+        self.balance_ok = Gauge("pipeline_solana_balance_ok",
+                                "1 while chain balances match the ledger, 0 after a mismatch",
+                                registry=registry)
+
+
+class SolanaVenue:
+    """A :class:`~pipeline.executor.venue.Venue` that swaps on Solana (see module doc)."""
+
+    def __init__(self, config: SolanaConfig, *, rpc_url: str, swap_url: str, api_key: str,
+                 keypair: Keypair, markets: dict[int, Market], assets: dict[int, tuple[str,
+                 str]], guard_source: Callable[[], dict[str, float] | None],
+                 ledger_in_flight: Callable[[], dict[int, str]], log: logging.Logger,
+                 registry: CollectorRegistry) -> None:
+        self._config = config
+        self._markets = markets
+        self._assets = assets
+        self._log = log
+        self._metrics = SolanaMetrics(registry)
+        self._metrics.balance_ok.set(1)
+        self._keypair = keypair
+        self._results: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
+        self._pending: dict[int, np.ndarray] = {}  # client_order_id -> the intent (1 row)
+        # NEW reports handed out, not yet flushed: put by the loop thread, taken by poll().
+        self._unreleased: queue.SimpleQueue[asyncio.Event] = queue.SimpleQueue()
+        self._to_release: list[asyncio.Event] = []
+        self._last_price: dict[int, float] = {}
+        # Read before the first intent arrives (it blocks until the ledger has committed
+        # every report): the executor must hand these orders back to us even while trading
+        # is disabled, or a transaction that lands would be booked as a reject.
+        self._in_flight = dict(ledger_in_flight())
+        self._guard_source = guard_source
+        self.disabled_reason = ""
+        self._active = 0  # orders the worker is running (loop thread only)
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._rpc_url, self._swap_url, self._api_key = rpc_url, swap_url, api_key
+        self._thread = threading.Thread(target=self._serve, name="solana-venue", daemon=True)
+        self._thread.start()
+
+    # -- the executor's side ----------------------------------------------------------------
+    def submit(self, intents: np.ndarray, send_ns: int) -> np.ndarray:
+        rejects = []
+        for i in range(len(intents)):
+            intent = intents[i : i + 1].copy()
+            coid = int(intent["client_order_id"][0])
+            reason = self._invalid(intent)
+            if reason is not None:
+                rejects.append(self._final(intent, send_ns, OrderStatus.REJECTED, reason=reason))
+                continue
+            self._pending[coid] = intent
+            self._loop.call_soon_threadsafe(self._start, intent, send_ns)
+        return np.concatenate(rejects) if rejects else np.empty(0, dtype=REPORT_DTYPE)
+
+    def on_ticks(self, ticks: np.ndarray) -> np.ndarray:
+        """Remember the last price per symbol (to size buys); reports come from ``poll``."""
+        for symbol_id, price in zip(ticks["symbol_id"][-64:].tolist(),
+                                    ticks["price"][-64:].tolist(), strict=True):
+            self._last_price[symbol_id] = price
+        return np.empty(0, dtype=REPORT_DTYPE)
+
+    def poll(self, reports_flushed: bool) -> np.ndarray:
+        """Reports the worker produced; releases sends whose NEW report is now in the ring."""
+        if reports_flushed and self._to_release:
+            for event in self._to_release:
+                self._loop.call_soon_threadsafe(event.set)
+            self._to_release = []
+        while True:
+            try:
+                self._to_release.append(self._unreleased.get_nowait())
+            except queue.Empty:
+                break
+        out = []
+        while True:
+            try:
+                report = self._results.get_nowait()
+            except queue.Empty:
+                break
+            out.append(report)
+            if report["status"][0] != OrderStatus.NEW:
+                self._pending.pop(int(report["client_order_id"][0]), None)
+        return np.concatenate(out) if out else np.empty(0, dtype=REPORT_DTYPE)
+
+    def cancel_all(self, reason: RejectReason) -> np.ndarray:
+        """Nothing signed can be cancelled (it may still land): those stay pending."""
+        return np.empty(0, dtype=REPORT_DTYPE)
+
+    def pending_ids(self) -> set[int]:
+        return set(self._pending)
+
+    def reconciles(self, client_order_id: int) -> bool:
+        """True for an order signed before a restart: only its signature may settle it."""
+        return client_order_id in self._in_flight
+
+    def close(self) -> None:
+        """Stop the worker: cancel its tasks, close its HTTP clients, close the loop.
+
+        Orders still in flight are abandoned here; their signatures are in the ledger (NEW
+        reports) and the next start reconciles them."""
+        if self._loop.is_closed():
+            return
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    async def _shutdown(self) -> None:
+        current = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._api.close()
+        await self._rpc.close()
+        self._loop.stop()
+
+    def _invalid(self, intent: np.ndarray) -> RejectReason | None:
+        coid = int(intent["client_order_id"][0])
+        if coid in self._in_flight:
+            return RejectReason.INVALID_ORDER if coid in self._pending else None
+        if self.disabled_reason:
+            return RejectReason.TRADING_DISABLED
+        symbol = int(intent["symbol_id"][0])
+        quantity, limit = float(intent["quantity"][0]), float(intent["limit_price"][0])
+        if symbol not in self._markets or not quantity > 0 or not limit > 0 \
+                or int(intent["client_order_id"][0]) in self._pending:
+            return RejectReason.INVALID_ORDER
+        if symbol not in self._last_price:
+            return RejectReason.NO_MARKET_PRICE
+        return None
+
+    def _final(self, intent: np.ndarray, send_ns: int, status: OrderStatus, *,
+               reason: RejectReason = RejectReason.NONE, signature: str = "",
+               base: float = 0.0, quote: float = 0.0) -> np.ndarray:
+        report = reports_from_intents(intent, send_ns, status, reason)
+        report["venue_ts_ns"] = time.time_ns()
+        report["venue_ref"] = signature.encode()
+        if base > 0:
+            report["filled_qty"] = base
+            report["avg_price"] = quote / base
+        return report
+
+    # -- the worker's side ------------------------------------------------------------------
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        retrier = Retrier(self._config.rpc_attempts, self._config.backoff_s,
+                          self._config.rpc_timeout_s, self._log,
+                          lambda call: self._metrics.retries.labels(call).inc())
+        self._rpc = AsyncClient(self._rpc_url, commitment=Confirmed,
+                                timeout=self._config.rpc_timeout_s)
+        self._api = SwapApi(self._swap_url, self._api_key, self._config, retrier)
+        self._runner = OrderRunner(self._config, self._rpc, self._api, self._keypair, retrier)
+        self._guard = BalanceGuard(self._rpc, retrier, self._keypair.pubkey(),
+                                   markets=self._markets, assets=self._assets,
+                                   tolerance=self._config.balance_tolerance)
+        self._startup = self._loop.create_task(self._recover())
+        self._loop.run_forever()
+
+    async def _recover(self) -> None:
+        if self._in_flight:
+            # Their fills are on chain but not yet in the ledger: the balance check waits
+            # for the first fill after they are settled.
+            self._log.warning("reconciling %d in-flight orders by signature",
+                              len(self._in_flight), extra={"event": "solana.recover",
+                                                           "orders": len(self._in_flight)})
+            return
+        await self._check_balances("startup")
+
+    def _start(self, intent: np.ndarray, send_ns: int) -> None:
+        self._loop.create_task(self._order(intent, send_ns))
+
+    async def _order(self, intent: np.ndarray, send_ns: int) -> None:
+        self._active += 1
+        await self._startup
+        coid = int(intent["client_order_id"][0])
+        market = self._markets[int(intent["symbol_id"][0])]
+        try:
+            outcome = None
+            if coid in self._in_flight:
+                # An intent from before the crash: settled by its signature only. If that
+                # transaction can no longer land, the stale order ends unfilled rather than
+                # being traded again at today's price.
+                outcome = await self._reconcile(Signature.from_string(self._in_flight[coid]),
+                                                market) or Outcome(
+                    failed="signed before a restart, expired without landing")
+                self._in_flight.pop(coid, None)
+            else:
+                outcome = await self._runner.run(market, self._request(intent, market),
+                                                 lambda sig, h: self._report_new(intent,
+                                                                                 send_ns, sig, h))
+        except SwapRejectedError as exc:
+            outcome = Outcome(failed=str(exc))
+        except Exception as exc:  # an order must end in a report; the process stays up
+            self._log.exception("order %d failed", coid, extra={"event": "solana.order_error"})
+            outcome = Outcome(failed=f"{type(exc).__name__}: {exc}")
+        self._results.put(self._outcome_report(intent, send_ns, outcome))
+        self._active -= 1
+        if outcome.filled_base > 0 and self._active == 0:
+            await self._check_balances("fill")
+
+    async def _reconcile(self, signature: Signature, market: Market) -> Outcome | None:
+        """The outcome of a signature sent before a restart, or None once it cannot land."""
+        start = await self._rpc.get_block_height(Confirmed)
+        while True:
+            outcome = await self._runner.outcome(signature, market)
+            if outcome is not None:
+                return outcome
+            height = await self._rpc.get_block_height(Confirmed)
+            if height.value > start.value + _SAFE_EXPIRY_BLOCKS:
+                return None
+            await asyncio.sleep(self._config.confirm_poll_s)
+
+    async def _report_new(self, intent: np.ndarray, send_ns: int, signature: str,
+                          last_valid_height: int) -> None:
+        released = asyncio.Event()
+        self._log.info("order signed", extra={
+            "event": "solana.signed", "client_order_id": int(intent["client_order_id"][0]),
+            "signature": signature, "last_valid_block_height": last_valid_height})
+        report = self._final(intent, send_ns, OrderStatus.NEW, signature=signature)
+        # Report first, then its event: poll() takes events before reports, so an event it
+        # takes always has its report among the ones it hands out in the same call.
+        self._results.put(report)
+        self._unreleased.put(released)
+        await released.wait()
+
+    def _request(self, intent: np.ndarray, market: Market) -> Request:
+        quantity, limit = float(intent["quantity"][0]), float(intent["limit_price"][0])
+        base_unit, quote_unit = 10**market.base_decimals, 10**market.quote_decimals
+        if int(intent["side"][0]) == _BUY:
+            price = self._last_price.get(int(intent["symbol_id"][0]), limit)
+            spend = round(quantity * min(price, limit) * quote_unit)
+            return Request(market.quote_mint, market.base_mint, spend, spend,
+                           int(spend / quote_unit / limit * base_unit))
+        amount = round(quantity * base_unit)
+        return Request(market.base_mint, market.quote_mint, amount, amount,
+                       int(quantity * limit * quote_unit))
+
+    def _outcome_report(self, intent: np.ndarray, send_ns: int, outcome: Outcome) -> np.ndarray:
+        if outcome.filled_base > 0:
+            return self._final(intent, send_ns, OrderStatus.FILLED, signature=outcome.signature,
+                               base=outcome.filled_base, quote=outcome.filled_quote)
+        if outcome.refused:
+            self._metrics.refused.inc()
+            self._log.warning("refused to sign: %s", outcome.refused,
+                              extra={"event": "solana.refused"})
+        reason = RejectReason.LIMIT_NOT_MARKETABLE if outcome.limit else RejectReason.VENUE_ERROR
+        if outcome.failed:
+            self._log.warning("order failed: %s", outcome.failed,
+                              extra={"event": "solana.failed", "signature": outcome.signature})
+        return self._final(intent, send_ns, OrderStatus.REJECTED, reason=reason,
+                           signature=outcome.signature)
+
+    async def _check_balances(self, why: str) -> None:
+        """Compare chain and ledger balances once nothing is in flight and the ledger has
+        committed every report (otherwise the next fill checks again)."""
+        for _ in range(200):
+            if self._results.empty():
+                break
+            await asyncio.sleep(0.05)
+        ledger = await asyncio.to_thread(self._guard_source)
+        if ledger is None or self._active:
+            return
+        problem = await self._guard.compare(ledger)
+        if self._active:
+            return  # an order started meanwhile: its fill may be on chain, not yet booked
+        if problem and not self.disabled_reason:
+            self.disabled_reason = problem
+            self._metrics.balance_ok.set(0)
+            self._log.error("balance mismatch after %s: trading disabled: %s", why, problem,
+                            extra={"event": "solana.balance_mismatch"})
