@@ -563,12 +563,13 @@ class SegmentInfo:
     run_id: uuid.UUID
     lossless: bool
     write_seq: int
-    slowest_cursor: int
+    cursors: tuple[int, ...]  # per declared reader, in declared order
     closed: bool
 
     @property
     def unread(self) -> int:
-        return self.write_seq - self.slowest_cursor
+        """Records the first declared reader (a lossless ring's system of record) lacks."""
+        return self.write_seq - (self.cursors[0] if self.cursors else self.write_seq)
 
 
 def inspect_segment(path: Path) -> SegmentInfo | None:
@@ -590,4 +591,4 @@ def inspect_segment(path: Path) -> SegmentInfo | None:
         name=path.name, env=header[_OFF_ENV:_OFF_ENV + _ENV_BYTES].rstrip(b"\0").decode(),
         run_id=uuid.UUID(bytes=header[_OFF_RUN:_OFF_RUN + 16]),
         lossless=(word(_OFF_KIND) & 0xFFFFFFFF) == _KIND_LOSSLESS, write_seq=word(_OFF_WRITE),
-        slowest_cursor=min(cursors, default=word(_OFF_WRITE)), closed=bool(word(_OFF_CLOSED)))
+        cursors=tuple(cursors), closed=bool(word(_OFF_CLOSED)))

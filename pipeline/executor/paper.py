@@ -85,17 +85,22 @@ class PaperVenue:
         return self._stamp(reports)
 
     def on_ticks(self, ticks: np.ndarray) -> np.ndarray:
-        """Complete every pending order whose symbol appears in ``ticks``."""
+        """Complete every pending order at the first tick of its symbol after its decision.
+
+        "After" is by tick sequence (a tick later than the one the strategy decided on), so
+        the fill price does not depend on when the executor happens to read the ticks.
+        """
         if self._count == 0 or len(ticks) == 0:
             return np.empty(0, dtype=REPORT_DTYPE)
         pending = self._book[: self._count]
-        symbols, first_index = np.unique(ticks["symbol_id"], return_index=True)
-        slot = np.searchsorted(symbols, pending["symbol_id"]).clip(max=len(symbols) - 1)
-        done = symbols[slot] == pending["symbol_id"]
+        # For each pending order: the first tick with its symbol and a later sequence.
+        later = (ticks["symbol_id"][None, :] == pending["symbol_id"][:, None]) & (
+            ticks["seq"][None, :] > pending["tick_seq"][:, None])
+        done = later.any(axis=1)
         if not done.any():
             return np.empty(0, dtype=REPORT_DTYPE)
         orders = pending[done]
-        market_price = ticks["price"][first_index[slot[done]]]
+        market_price = ticks["price"][later[done].argmax(axis=1)]
         side = orders["side"].astype(np.float64)
         fill_price = market_price * (1.0 + side * self._slippage)
         fills = (orders["order_type"] == _MARKET) | (

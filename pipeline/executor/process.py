@@ -85,9 +85,11 @@ class ExecutorService(Service):
         return [self._intents, self._ticks]
 
     def wake_readers(self) -> list[RingReader]:
-        # Ticks do not wake the executor: waking a third process on every tick starves the
-        # strategy of its core. Pending paper orders still fill at the first tick after
-        # them (by sequence); the executor looks at ticks every few milliseconds for them.
+        # Waking on ticks (executor.wake_on_ticks) overlaps the executor's wake-up with the
+        # strategy's decision. Without it, pending paper orders still fill at the first
+        # tick after them (by sequence): the executor looks every few milliseconds.
+        if self._runtime.config.executor.wake_on_ticks:
+            return [self._intents, self._ticks]
         return [self._intents]
 
     def idle_timeout_s(self) -> float | None:
@@ -112,9 +114,11 @@ class ExecutorService(Service):
         return did_work
 
     def _work(self) -> bool:
-        self._poll_kill_switch()
+        # New intents first: tick-to-order is measured at the send, and the rest (health
+        # events, report flushing, paper fills against later ticks) can wait microseconds.
+        did_work = not len(self._outbox) and self._take_intents()
         self._ledger_watch.poll()
-        did_work = self._flush_outbox()
+        did_work |= self._flush_outbox()
         ticks = self._ticks.read(_BATCH_MAX)
         if len(ticks):
             self._emit(self._venue.on_ticks(ticks))
@@ -124,8 +128,6 @@ class ExecutorService(Service):
             polled = poll(not len(self._outbox))
             self._emit(polled)
             did_work |= bool(len(polled))
-        if not len(self._outbox):
-            did_work |= self._take_intents()
         return did_work
 
     def _take_intents(self) -> bool:
@@ -212,9 +214,6 @@ class ExecutorService(Service):
         if consumed > 0:
             self._intents.advance(consumed)
 
-    def _poll_kill_switch(self) -> None:
-        self._note_trade_enabled(self._kill_flag.enabled())
-
     def _note_trade_enabled(self, value: bool | None) -> None:
         if value is None or value == self.trade_enabled:
             return
@@ -260,6 +259,7 @@ class ExecutorService(Service):
         }
 
     def update_metrics(self) -> None:
+        self._note_trade_enabled(self._kill_flag.enabled())  # status shows it between orders
         self._metrics.pending.set(len(self._pending_seq))
         self._runtime.metrics.export_writer(
             self._reports.spec.name,

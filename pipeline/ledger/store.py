@@ -53,26 +53,43 @@ class CommitResult:
     commit_seconds: float  # BEGIN to COMMIT, including the fsync
 
 
-def _executemany(conn: Connection, stmt: UpdateBase, columns: Columns) -> int:
-    """Run a Core statement once per row of ``columns``; returns the row count.
+class _CompiledStatements:
+    """Core statements compiled once per column set: compiling costs more than executing.
 
-    The statement is compiled from the Core construct (so the models stay the single
-    source of the SQL) but executed as positional tuples on the driver: SQLAlchemy's
-    per-row parameter processing would otherwise cost more than SQLite's own work. Values
-    are already in their stored form (ids as int64, times as text from ``sql_datetime``).
+    Statements are compiled from the Core constructs (so the models stay the single source
+    of the SQL) but executed as positional tuples on the driver: SQLAlchemy's per-row
+    parameter processing would otherwise cost more than SQLite's own work. Values are
+    already in their stored form (ids as int64, times as text from ``sql_datetime``).
     """
-    rows = len(next(iter(columns.values()), []))
-    if rows:
-        compiled = stmt.compile(dialect=conn.dialect, column_keys=list(columns))
-        order = compiled.positiontup or []
-        conn.exec_driver_sql(str(compiled), list(zip(*(columns[k] for k in order), strict=True)))
-    return rows
+
+    def __init__(self) -> None:
+        self.insert_order = insert(Order)
+        self.update_order = update(Order).where(
+            Order.client_order_id == bindparam("b_client_order_id"))
+        self.insert_fill = insert(Fill)
+        self._compiled: dict[tuple[int, tuple[str, ...]], tuple[str, list[str]]] = {}
+
+    def executemany(self, conn: Connection, stmt: UpdateBase, columns: Columns) -> int:
+        """Run ``stmt`` once per row of ``columns``; returns the row count."""
+        rows = len(next(iter(columns.values()), []))
+        if not rows:
+            return 0
+        key = (id(stmt), tuple(columns))
+        entry = self._compiled.get(key)
+        if entry is None:
+            compiled = stmt.compile(dialect=conn.dialect, column_keys=list(columns))
+            entry = (str(compiled), list(compiled.positiontup or []))
+            self._compiled[key] = entry
+        sql, order = entry
+        conn.exec_driver_sql(sql, list(zip(*(columns[k] for k in order), strict=True)))
+        return rows
 
 
 class LedgerStore:
     """The ledger's write side; the only object in the pipeline that writes the database."""
 
     def __init__(self, engine: Engine, symbols: SymbolMap, config: LedgerConfig) -> None:
+        self._sql = _CompiledStatements()
         if not symbols:
             raise OperationalError("LedgerStore: no symbols configured")
         names = [name for name, _, _ in symbols.values()]
@@ -151,12 +168,11 @@ class LedgerStore:
             known[np.searchsorted(unique_ids, found_ids)] = found_ranks
         return known[np.searchsorted(unique_ids, ids)]
 
-    @staticmethod
-    def _write_orders(conn: Connection, booking: Booking) -> int:
-        by_id = update(Order).where(Order.client_order_id == bindparam("b_client_order_id"))
-        return (_executemany(conn, insert(Order), booking.order_inserts)
-                + _executemany(conn, by_id, booking.order_updates)
-                + _executemany(conn, insert(Fill), booking.fills))
+    def _write_orders(self, conn: Connection, booking: Booking) -> int:
+        sql = self._sql
+        return (sql.executemany(conn, sql.insert_order, booking.order_inserts)
+                + sql.executemany(conn, sql.update_order, booking.order_updates)
+                + sql.executemany(conn, sql.insert_fill, booking.fills))
 
     def _write_money(
         self, conn: Connection, booking: Booking, now: datetime

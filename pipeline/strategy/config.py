@@ -29,7 +29,9 @@ class StrategyConfig:
     name: str = "ema_cross"
     params: dict[str, Any] = field(default_factory=dict)
     symbol_id: int = 1
-    spin_us: int = 200  # busy-poll this long after the last tick before sleeping
+    # The one process allowed to busy-poll for long: at more than ~200 ticks/s it never
+    # sleeps, so no wake-up sits between ingest and the decision; idle, it sleeps.
+    spin_us: int = 5000
 
     def __post_init__(self) -> None:
         require(bool(self.name.strip()), "strategy.name", self.name, "must not be empty")

@@ -54,6 +54,7 @@ def _intents(
 
 def _ticks(prices: Sequence[float], symbols: Sequence[int] | None = None) -> np.ndarray:
     ticks = np.zeros(len(prices), dtype=TICK_DTYPE)
+    ticks["seq"] = 2000 + np.arange(len(prices))  # later than every intent's decision tick
     ticks["price"] = prices
     ticks["symbol_id"] = symbols if symbols is not None else 1
     return ticks
@@ -194,3 +195,17 @@ def test_every_intent_gets_exactly_one_report(
         assert len(venue.pending_ids()) <= max_pending
     reported.extend(venue.cancel_all(RejectReason.SHUTDOWN)["client_order_id"].tolist())
     assert sorted(reported) == sorted(submitted)
+
+
+def test_ticks_up_to_the_decision_tick_do_not_fill() -> None:
+    venue = _venue()
+    venue.submit(_intents([1], Side.BUY), SEND_NS)  # decided on tick 1000
+    stale = _ticks([150.0, 151.0])
+    stale["seq"] = [999, 1000]
+    assert len(venue.on_ticks(stale)) == 0
+    assert venue.pending_ids() == {1}
+    later = _ticks([150.0, 152.0])
+    later["seq"] = [1000, 1001]
+    reports = venue.on_ticks(later)
+    assert reports["client_order_id"].tolist() == [1]
+    assert reports["avg_price"][0] == pytest.approx(152.0 * (1 + 10.0 / 1e4))
