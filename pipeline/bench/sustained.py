@@ -28,7 +28,7 @@ import numpy as np
 from pipeline.bench.throughput import _CTX
 from pipeline.config import PipelineConfig, load_config
 from pipeline.records import REPORT_DTYPE, OrderStatus
-from pipeline.ring import RingWriter
+from pipeline.ring import RingReader, RingWriter
 from pipeline.runtime import RingSpecs, Runtime, Service
 
 
@@ -122,8 +122,12 @@ def ledger_rates(total: int) -> tuple[float, float]:
     work = Path(tempfile.mkdtemp(prefix="bench-ledger-"))
     shm = Path(tempfile.mkdtemp(prefix="bench-ledger-", dir="/dev/shm"))
     config = _config(work, shm)
-    writer = RingWriter(RingSpecs.from_config(config).reports, env=config.env, run_id=uuid.uuid4(),
-                        shm_dir=shm, backpressure_timeout_s=30.0)
+    spec = RingSpecs.from_config(config).reports
+    run_id = uuid.uuid4()
+    writer = RingWriter(spec, env=config.env, run_id=run_id, shm_dir=shm,
+                        backpressure_timeout_s=30.0)
+    # The strategy also reads the reports (for its risk exposure); here it keeps up at once.
+    strategy = RingReader(spec, "strategy", env=config.env, run_id=run_id, shm_dir=shm)
 
     def loop(service: Any) -> tuple[int, int, float]:
         first = last = 0.0
@@ -139,13 +143,17 @@ def ledger_rates(total: int) -> tuple[float, float]:
 
     try:
         conn, proc = _in_child(config, "ledger", LedgerService, loop)
-        writer.write(_reports(total))
+        reports = _reports(total)
+        for start in range(0, total, 4096):
+            writer.write(reports[start:start + 4096])
+            strategy.seek(writer.seq)
         committed, commits, elapsed_s = conn.recv() if conn.poll(150) else (0, 0, 0.0)
         proc.join(5)
         if committed < total or elapsed_s <= 0:
             raise RuntimeError(f"ledger committed {committed} of {total} reports")
         return committed / elapsed_s, commits / elapsed_s
     finally:
+        strategy.close()
         writer.close()
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(shm, ignore_errors=True)
