@@ -24,7 +24,10 @@ from typing import Any, Final
 
 APPEND_ONLY: Final = ("fills", "balances", "audit_log")
 WHOLE: Final = ("positions", "config", "ring_cursors", "meta", "alembic_version")
-COUNTED: Final = ("orders", *APPEND_ONLY, *WHOLE)
+# Keyed, never deleted, small (one row per kill-switch change): shipped whole, inserted
+# if missing. A restore without them would accept a replayed kill-switch signature.
+INSERT_ONLY: Final = ("kill_switch_nonces",)
+COUNTED: Final = ("orders", *APPEND_ONLY, *WHOLE, *INSERT_ONLY)
 
 
 def open_read_only(path: Path) -> sqlite3.Connection:
@@ -76,7 +79,7 @@ def increment(conn: sqlite3.Connection, since: dict[str, Any]) -> tuple[dict[str
         tables["orders"] = _rows(
             conn, "SELECT * FROM orders WHERE id > ? OR id IN (SELECT value FROM json_each(?)) "
                   "ORDER BY id", (since["orders"], _json_ids(since["open_orders"])))
-        for table in WHOLE:
+        for table in (*WHOLE, *INSERT_ONLY):
             tables[table] = _rows(conn, f"SELECT * FROM {table}")
         marks = watermarks_after(tables, since)
         counts = row_counts(conn)
@@ -122,6 +125,13 @@ def apply_increment(conn: sqlite3.Connection, tables: dict[str, Any]) -> None:
                 updates = ", ".join(f'"{c}" = excluded."{c}"' for c in columns if c != "id")
                 sql += f" ON CONFLICT(id) DO UPDATE SET {updates}"
             conn.executemany(sql, data["rows"])
+        for table in INSERT_ONLY:
+            data = tables.get(table)  # absent from increments written before it existed
+            if data and data["rows"]:
+                quoted = ", ".join(f'"{c}"' for c in data["columns"])
+                marks = ", ".join("?" for _ in data["columns"])
+                conn.executemany(f"INSERT OR IGNORE INTO {table} ({quoted}) VALUES ({marks})",
+                                 data["rows"])
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -15,6 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: Any) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
     from prometheus_client import CollectorRegistry
 
     from pipeline.errors import EXIT_OPERATIONAL, OperationalError
@@ -43,4 +44,8 @@ def run(args: argparse.Namespace, config: Any) -> int:
         return 0
     except OperationalError as exc:
         print(f"pipeline backup: {exc}", file=sys.stderr)
+        return EXIT_OPERATIONAL
+    except (BotoCoreError, ClientError) as exc:
+        print(f"pipeline backup: cannot reach S3 "
+              f"({config.ledger.backup.endpoint_url or 'AWS'}): {exc}", file=sys.stderr)
         return EXIT_OPERATIONAL

@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: Any) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from pipeline.errors import EXIT_OPERATIONAL, OperationalError
     from pipeline.ledger.backup.objects import parse_time
     from pipeline.ledger.backup.restore import restore
@@ -33,6 +35,10 @@ def run(args: argparse.Namespace, config: Any) -> int:
                          force=args.force)
     except OperationalError as exc:
         print(f"pipeline restore: {exc}", file=sys.stderr)
+        return EXIT_OPERATIONAL
+    except (BotoCoreError, ClientError) as exc:
+        print(f"pipeline restore: cannot read the backups from S3 "
+              f"({config.ledger.backup.endpoint_url or 'AWS'}): {exc}", file=sys.stderr)
         return EXIT_OPERATIONAL
     print(f"restored {result.path} from snapshot {result.chain} + {result.increments} "
           f"increments, as of {result.point_in_time}")
