@@ -100,6 +100,19 @@ def test_pipeline_run_env_localnet_trades_with_real_signatures(tmp_path: Path,
     assert _count(database, "SELECT count(*) FROM fills") == fills
     assert_chain_equals_ledger(data_dir, database)
     assert "run summary" in output
+    assert_no_key_in_logs(data_dir, output)
+
+
+def assert_no_key_in_logs(data_dir: Path, output: str) -> None:
+    """The keypairs the run used appear in no log line and not in its output."""
+    texts = [output, *(p.read_text(errors="replace") for p in (data_dir / "logs").glob("*.log*"))]
+    for name in ("localnet-trader.json", "localnet-maker.json"):
+        path = data_dir / "keys" / name
+        keypair = load_keypair(path)
+        secrets = {str(keypair), path.read_text().strip(),
+                   ",".join(str(b) for b in bytes(keypair)[:32])}
+        for secret in secrets:
+            assert not any(secret in text for text in texts), f"{name} leaked into the logs"
 
 
 def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
