@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from pipeline import ring, sntp
 from pipeline.config import PipelineConfig
+from pipeline.ledger.schema import SCHEMA_VERSION
 from pipeline.metrics import BootstrapMetrics
 
 PASS: Final = "pass"
@@ -108,6 +109,10 @@ def check_database(config: PipelineConfig) -> CheckResult:
                                              f"config says {config.env!r}")
     if journal.lower() != "wal":
         return CheckResult("database", FAIL, f"{database}: journal_mode {journal}, not wal")
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        return CheckResult("database", FAIL, f"{database}: schema {meta.get('schema_version')}, "
+                                             f"this code needs {SCHEMA_VERSION} (the ledger "
+                                             f"migrates it at start; a newer one needs newer code)")
     return CheckResult("database", PASS, f"{database}: env {env}, schema "
                                          f"{meta.get('schema_version')}, wal")
 

@@ -22,7 +22,6 @@ from pipeline.ledger.config import SYNCHRONOUS_MODES, LedgerConfig
 from pipeline.ledger.migrate import upgrade
 from pipeline.ledger.models import AuditLog, Balance, ConfigEntry, Meta
 
-SCHEMA_VERSION: Final = "0002"  # the alembic head; tests check they agree
 TRADE_ENABLED: Final = "TRADE_ENABLED"
 
 def utc_now() -> datetime:

@@ -13,8 +13,9 @@ from sqlalchemy import Engine, func, select, text
 
 from pipeline.errors import OperationalError
 from pipeline.ledger.config import LedgerConfig
-from pipeline.ledger.db import SCHEMA_VERSION, init_db, make_engine
+from pipeline.ledger.db import init_db, make_engine
 from pipeline.ledger.models import AuditLog, Balance, ConfigEntry, Meta, Order
+from pipeline.ledger.schema import SCHEMA_VERSION
 from pipeline.ledger.store import LedgerStore
 from pipeline.records import OrderStatus
 

@@ -12,9 +12,10 @@ from sqlalchemy import Engine, select, text
 from pipeline.errors import OperationalError
 from pipeline.ledger.base import ModelBase
 from pipeline.ledger.config import LedgerConfig
-from pipeline.ledger.db import SCHEMA_VERSION, init_db, make_engine
+from pipeline.ledger.db import init_db, make_engine
 from pipeline.ledger.migrate import current_revision, head_revision
 from pipeline.ledger.models import AuditLog, Meta
+from pipeline.ledger.schema import SCHEMA_VERSION
 
 
 def test_schema_version_is_the_alembic_head() -> None:

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from pipeline import bootstrap, sntp
 from pipeline.cli import main
 from pipeline.config import PipelineConfig, load_config
+from pipeline.ledger.schema import SCHEMA_VERSION
 from pipeline.ring import RingWriter
 from pipeline.runtime import RingSpecs
 
@@ -124,6 +125,23 @@ def test_a_database_of_another_environment_fails(tmp_path: Path, shm_dir: Path) 
     result = bootstrap.check_database(config)
     assert result.failed
     assert "'mainnet'" in result.detail
+
+
+@pytest.mark.parametrize(("schema", "passes"), [(SCHEMA_VERSION, True), ("0001", False),
+                                                 ("9999", False)])
+def test_the_database_schema_must_be_this_code_s(tmp_path: Path, shm_dir: Path, schema: str,
+                                                 passes: bool) -> None:
+    config = _config(tmp_path, shm_dir)
+    config.paths.data_dir.mkdir(parents=True)
+    conn = sqlite3.connect(config.paths.database)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    conn.execute("INSERT INTO meta VALUES ('environment', 'paper'), ('schema_version', ?)",
+                 (schema,))
+    conn.commit()
+    conn.close()
+    result = bootstrap.check_database(config)
+    assert result.failed is not passes, result.detail
 
 
 def test_a_ring_of_another_environment_fails(tmp_path: Path, shm_dir: Path) -> None:
