@@ -36,6 +36,7 @@ from pipeline.executor.solana.rpc import Retrier, is_temporary
 from pipeline.executor.solana.swapapi import Built, SwapApi
 
 _REMEMBERED_SIGNATURES: Final = 100_000  # far more than can be in flight in one blockhash window
+_LATE_STATUS_LOOKS: Final = 3  # polls for a status that trails the block height
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,22 +93,48 @@ class OrderRunner:
 
     async def run(self, market: Market, request: Request,
                   report_new: Callable[[str, int], Awaitable[None]]) -> Outcome:
-        """Build, check, sign, report NEW (await release), land; repeat only after expiry."""
+        """Build, check, sign, report NEW (await release), land; repeat only after expiry.
+
+        Every signature made for the order is looked up again before the order may end
+        without a fill: a transaction whose status trailed its blockhash's expiry must be
+        booked as the fill it is, never replaced by a refusal of the next build.
+        """
+        signed_so_far: list[Signature] = []
         for _attempt in range(self._config.max_builds):
+            landed = await self._landed_earlier(signed_so_far, market)
+            if landed is not None:
+                return landed
             built = await self._api.build(request.input_mint, request.output_mint,
                                           request.amount_in, str(self._taker))
             try:
                 signed = await self._check_and_sign(built, request)
             except LimitError as exc:
-                return Outcome(refused=str(exc), limit=True)
+                return await self._landed_earlier(signed_so_far, market) or Outcome(
+                    refused=str(exc), limit=True)
             except RefusedError as exc:
-                return Outcome(refused=str(exc))
+                return await self._landed_earlier(signed_so_far, market) or Outcome(
+                    refused=str(exc))
             signature = signed.signatures[0]
+            signed_so_far.append(signature)
             await report_new(str(signature), built.last_valid_height)
             outcome = await self._land(signed, built, market)
             if outcome is not None:
                 return outcome
-        return Outcome(failed=f"not landed after {self._config.max_builds} transactions")
+        return await self._landed_earlier(signed_so_far, market) or Outcome(
+            failed=f"not landed after {self._config.max_builds} transactions")
+
+    async def _landed_earlier(self, signatures: list[Signature],
+                              market: Market) -> Outcome | None:
+        """The outcome of any earlier attempt that did land (statuses can trail a poll)."""
+        if not signatures:
+            return None
+        for _look in range(_LATE_STATUS_LOOKS):
+            for signature in signatures:
+                outcome = await self.outcome(signature, market)
+                if outcome is not None:
+                    return outcome
+            await asyncio.sleep(self._config.confirm_poll_s)
+        return None
 
     async def _check_and_sign(self, built: Built, request: Request) -> VersionedTransaction:
         check_message(built.tx, self._taker, self._config.allowed_programs)
