@@ -132,8 +132,8 @@ def _admin(url: str, body: dict[str, Any]) -> dict[str, Any]:
     "issue #5, under observation: twice under heavy load a signed order ended as a "
     "signature-less reject while its first transaction landed (OrderRunner.run rebuilt "
     "after _land judged it expired). OrderRunner.run now looks up every earlier signature "
-    "before an order may end unfilled; it has passed every run since, loaded or not. The "
-    "marker goes once that holds over many CI runs."))
+    "before an order may end unfilled. Once since, in a clean-clone CI run, the restarted "
+    "executor never finished starting (no first fill in 90 s): not yet understood."))
 def test_sigkill_of_the_executor_between_send_and_confirmation(tmp_path: Path,
                                                                 shm_dir: Path) -> None:
     data_dir = tmp_path / "var"
