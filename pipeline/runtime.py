@@ -228,6 +228,10 @@ def run_service(runtime: Runtime, make_service: Callable[[Runtime], Service]) ->
         log.error("cannot start: %s", exc, extra={"event": "process.start_failed"})
         runtime.close()
         return EXIT_OPERATIONAL
+    except Exception:
+        log.exception("unexpected failure while starting", extra={"event": "process.crash"})
+        runtime.close()
+        return EXIT_CRASH
     events = runtime.events
     status_fn = _status_handler(runtime, service, lambda: state)
     reload_fn = _reload_handler(runtime, service)

@@ -15,6 +15,7 @@ from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed
 from solders.pubkey import Pubkey
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError as SqlOperationalError
 
 from pipeline.executor.solana.orders import Market
 from pipeline.executor.solana.rpc import Retrier
@@ -80,6 +81,10 @@ def ledger_balances(database: Path, reports_ring: Path) -> dict[str, float] | No
             rows = conn.execute(select(Balance.asset, Balance.amount)
                                 .where(Balance.id.in_(latest))).all()
         return {str(asset): float(amount) for asset, amount in rows}
+    except SqlOperationalError as exc:
+        if "no such table" in str(exc):
+            return None  # the ledger is still creating its schema: balances not known yet
+        raise
     finally:
         engine.dispose()
 
@@ -98,5 +103,9 @@ def ledger_in_flight(database: Path, reports_ring: Path, wait_s: float = 30.0) -
             rows = conn.execute(text("SELECT client_order_id, venue_ref FROM orders "
                                      "WHERE status = 'new' AND venue_ref != ''")).all()
         return {int(coid) % (1 << 64): str(ref) for coid, ref in rows}
+    except SqlOperationalError as exc:
+        if "no such table" in str(exc):
+            return {}  # the ledger is still creating its schema: nothing was ever booked
+        raise
     finally:
         engine.dispose()
