@@ -18,8 +18,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Final
 
-from solders.pubkey import Pubkey
-
 from pipeline.configtools import require
 
 TRANSPORTS: Final = ("ipc", "tcp")
@@ -27,6 +25,9 @@ _PROCESSES: Final = ("ingest", "strategy", "executor", "ledger")
 
 
 def _is_pubkey(text: str) -> bool:
+    # Imported here: solders costs every process ~15 MB, and only configured signers need it.
+    from solders.pubkey import Pubkey
+
     try:
         Pubkey.from_string(text)
     except ValueError:
