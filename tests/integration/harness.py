@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -34,6 +35,40 @@ def run_pipeline(data_dir: Path, env: dict[str, str], duration_s: float,
     return subprocess.run(pipeline_cmd("run", "--data-dir", str(data_dir), "--duration",
                                        str(duration_s)), env=env, capture_output=True,
                           text=True, timeout=timeout_s, check=False)
+
+
+def start_process(*args: str, env: dict[str, str], quiet: bool = False
+                  ) -> subprocess.Popen[bytes]:
+    """One ``pipeline`` command in the background; ``quiet`` discards its stderr."""
+    return subprocess.Popen(pipeline_cmd(*args), env=env, stdin=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL if quiet else None)
+
+
+def count(database: Path, sql: str) -> int:
+    """A one-number query; 0 while the ledger has not created its database or schema."""
+    try:
+        return int(str(query(database, sql)[0][0]))
+    except sqlite3.OperationalError:
+        return 0
+
+
+def log_events(log_file: Path, event: str) -> list[dict[str, object]]:
+    """The JSON log lines of one event, oldest first."""
+    if not log_file.exists():
+        return []
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()
+             if line.startswith("{")]
+    return [line for line in lines if line.get("event") == event]
+
+
+def final_counters(log_file: Path) -> dict[str, object]:
+    """The counters a process logged when it stopped cleanly (its last ``process.stopped``)."""
+    stopped = log_events(log_file, "process.stopped")
+    assert stopped, f"{log_file} has no process.stopped line"
+    assert stopped[-1]["exit_code"] == 0, stopped[-1]
+    final = stopped[-1]["final"]
+    assert isinstance(final, dict)
+    return final
 
 
 def query(database: Path, sql: str) -> list[tuple[object, ...]]:

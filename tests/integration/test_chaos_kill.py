@@ -13,29 +13,16 @@ from __future__ import annotations
 
 import random
 import signal
-import subprocess
 import time
 from pathlib import Path
 
-from harness import assert_ledger_consistent, pipeline_cmd, pipeline_env, query
+from harness import assert_ledger_consistent, count, pipeline_env, start_process
 from testkit import eventually
 
+from pipeline.config import PROCESSES
 from pipeline.ring import inspect_segment
 
-PROCESSES = ("ledger", "executor", "strategy", "ingest")
 KILLS = 100
-
-
-def _start(name: str, data_dir: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(pipeline_cmd(name, "--data-dir", str(data_dir)), env=env,
-                            stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _count(database: Path, sql: str) -> int:
-    try:
-        return int(str(query(database, sql)[0][0]))
-    except Exception:  # schema not created yet
-        return 0
 
 
 def _write_seq(shm_dir: Path, suffix: str) -> int:
@@ -50,11 +37,12 @@ def test_random_sigkills_lose_and_double_nothing(tmp_path: Path, shm_dir: Path) 
     env = pipeline_env(shm_dir, PIPELINE_CHILD="1", PIPELINE__INGEST__RATE_HZ="3000",
                        PIPELINE__STRATEGY__PARAMS="{ fast = 2, slow = 4, quantity = 1.0 }")
     database = data_dir / "ledger-paper.sqlite"
-    procs = {name: _start(name, data_dir, env) for name in PROCESSES}
+    procs = {name: start_process(name, "--data-dir", str(data_dir), env=env, quiet=True)
+             for name in PROCESSES}
     rng = random.Random(20261125)
     killed: dict[str, int] = dict.fromkeys(PROCESSES, 0)
     try:
-        eventually(lambda: _count(database, "SELECT count(*) FROM fills") > 0, timeout_s=30,
+        eventually(lambda: count(database, "SELECT count(*) FROM fills") > 0, timeout_s=30,
                    message="first fill")
         for _ in range(KILLS):
             # A random moment, not a synchronisation: the sleep IS the chaos.
@@ -63,9 +51,9 @@ def test_random_sigkills_lose_and_double_nothing(tmp_path: Path, shm_dir: Path) 
             procs[name].send_signal(signal.SIGKILL)
             procs[name].wait(timeout=10)
             killed[name] += 1
-            procs[name] = _start(name, data_dir, env)
-        filled = _count(database, "SELECT count(*) FROM fills")
-        eventually(lambda: _count(database, "SELECT count(*) FROM fills") > filled,
+            procs[name] = start_process(name, "--data-dir", str(data_dir), env=env, quiet=True)
+        filled = count(database, "SELECT count(*) FROM fills")
+        eventually(lambda: count(database, "SELECT count(*) FROM fills") > filled,
                    timeout_s=60, message="trading continues after the last kill")
         procs["ingest"].send_signal(signal.SIGTERM)
         assert procs["ingest"].wait(timeout=60) == 0
@@ -74,7 +62,7 @@ def test_random_sigkills_lose_and_double_nothing(tmp_path: Path, shm_dir: Path) 
         for name in ("strategy", "executor"):
             procs[name].send_signal(signal.SIGTERM)
             assert procs[name].wait(timeout=60) == 0, name
-        eventually(lambda: _count(database, "SELECT count(*) FROM orders")
+        eventually(lambda: count(database, "SELECT count(*) FROM orders")
                    >= intents_published, timeout_s=60, message="ledger books every order")
         reports_written = _write_seq(shm_dir, "reports") if list(shm_dir.glob("*-reports")) \
             else None
@@ -87,10 +75,10 @@ def test_random_sigkills_lose_and_double_nothing(tmp_path: Path, shm_dir: Path) 
                 proc.wait()
     assert sum(killed.values()) == KILLS
     assert all(killed.values()), killed
-    assert _count(database, "SELECT count(*) FROM orders") == intents_published
-    assert _count(database, "SELECT count(DISTINCT client_order_id) FROM orders") == \
+    assert count(database, "SELECT count(*) FROM orders") == intents_published
+    assert count(database, "SELECT count(DISTINCT client_order_id) FROM orders") == \
         intents_published
     if reports_written is not None:
-        assert _count(database, "SELECT cursor FROM ring_cursors WHERE ring LIKE '%reports'") \
+        assert count(database, "SELECT cursor FROM ring_cursors WHERE ring LIKE '%reports'") \
             == reports_written
     assert_ledger_consistent(database)

@@ -8,38 +8,25 @@ the executor reported is exactly one fill row, and the ledger is consistent.
 
 from __future__ import annotations
 
-import json
 import random
 import signal
-import subprocess
 from pathlib import Path
 
-from harness import assert_ledger_consistent, pipeline_cmd, pipeline_env, query
+from harness import (
+    assert_ledger_consistent,
+    count,
+    final_counters,
+    pipeline_env,
+    query,
+    start_process,
+)
 from testkit import eventually
 
-PROCESSES = ("ledger", "executor", "strategy", "ingest")
-
-
-def _start(name: str, data_dir: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(pipeline_cmd(name, "--data-dir", str(data_dir)), env=env,
-                            stdin=subprocess.DEVNULL)
-
-
-def _final_counters(log_file: Path) -> dict[str, object]:
-    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
-    stopped = [line for line in lines if line.get("event") == "process.stopped"]
-    assert stopped, f"{log_file} has no process.stopped line"
-    assert stopped[-1]["exit_code"] == 0, stopped[-1]
-    final = stopped[-1]["final"]
-    assert isinstance(final, dict)
-    return final
+from pipeline.config import PROCESSES
 
 
 def _fills(database: Path) -> int:
-    try:
-        return int(str(query(database, "SELECT count(*) FROM fills")[0][0]))
-    except Exception:  # the ledger has not created its schema yet
-        return 0
+    return count(database, "SELECT count(*) FROM fills")
 
 
 def test_ledger_killed_mid_commit_loses_and_doubles_nothing(tmp_path: Path,
@@ -48,7 +35,8 @@ def test_ledger_killed_mid_commit_loses_and_doubles_nothing(tmp_path: Path,
     env = pipeline_env(shm_dir, PIPELINE_CHILD="1", PIPELINE__INGEST__RATE_HZ="5000",
                        PIPELINE__STRATEGY__PARAMS="{ fast = 2, slow = 4, quantity = 1.0 }")
     database = data_dir / "ledger-paper.sqlite"
-    procs = {name: _start(name, data_dir, env) for name in PROCESSES}
+    procs = {name: start_process(name, "--data-dir", str(data_dir), env=env)
+             for name in PROCESSES}
     rng = random.Random(7)
     kills = 0
     try:
@@ -60,7 +48,7 @@ def test_ledger_killed_mid_commit_loses_and_doubles_nothing(tmp_path: Path,
             procs["ledger"].send_signal(signal.SIGKILL)
             procs["ledger"].wait(timeout=10)
             kills += 1
-            procs["ledger"] = _start("ledger", data_dir, env)
+            procs["ledger"] = start_process("ledger", "--data-dir", str(data_dir), env=env)
         # Stop only once the last ledger has installed its signal handlers and committed.
         target = _fills(database) + 1
         eventually(lambda: _fills(database) >= target, timeout_s=30, message="ledger is back")
@@ -73,8 +61,8 @@ def test_ledger_killed_mid_commit_loses_and_doubles_nothing(tmp_path: Path,
                 proc.kill()
                 proc.wait()
     assert kills == 15
-    strategy = _final_counters(data_dir / "logs" / "strategy.log")
-    executor = _final_counters(data_dir / "logs" / "executor.log")
+    strategy = final_counters(data_dir / "logs" / "strategy.log")
+    executor = final_counters(data_dir / "logs" / "executor.log")
     orders = query(database, "SELECT count(*) FROM orders")[0][0]
     assert orders == strategy["intents"]
     assert orders == int(str(executor["fills"])) + int(str(executor["rejects"]))

@@ -11,7 +11,6 @@ exactly one order, every fill one fill row, and the ledger is consistent.
 from __future__ import annotations
 
 import errno
-import json
 import signal
 import subprocess
 import urllib.request
@@ -19,10 +18,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import assert_ledger_consistent, pipeline_cmd, pipeline_env, query
+from harness import (
+    assert_ledger_consistent,
+    count,
+    final_counters,
+    log_events,
+    pipeline_env,
+    start_process,
+)
 from testkit import eventually
 
-PROCESSES = ("ledger", "executor", "strategy", "ingest")
+from pipeline.config import PROCESSES
 
 
 @pytest.fixture
@@ -51,35 +57,12 @@ def _fill(disk: Path) -> Path:
     return ballast
 
 
-def _events(log_file: Path, event: str) -> list[dict[str, object]]:
-    if not log_file.exists():
-        return []
-    lines = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
-    return [line for line in lines if line.get("event") == event]
-
-
 def _metric(run_dir: Path, process: str, name: str) -> float:
     port = int((run_dir / f"{process}.metrics-port").read_text())
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith(name) and not line.startswith("#"))
-
-
-def _final(log_file: Path) -> dict[str, object]:
-    stopped = _events(log_file, "process.stopped")
-    assert stopped, f"{log_file} has no process.stopped line"
-    assert stopped[-1]["exit_code"] == 0, stopped[-1]
-    final = stopped[-1]["final"]
-    assert isinstance(final, dict)
-    return final
-
-
-def _count(database: Path, sql: str) -> int:
-    try:
-        return int(str(query(database, sql)[0][0]))
-    except Exception:  # schema not created yet
-        return 0
 
 
 def test_full_disk_stops_new_orders_and_loses_nothing(tmp_path: Path, shm_dir: Path,
@@ -93,27 +76,27 @@ def test_full_disk_stops_new_orders_and_loses_nothing(tmp_path: Path, shm_dir: P
                        PIPELINE__STRATEGY__PARAMS="{ fast = 2, slow = 4, quantity = 1.0 }",
                        PIPELINE__LEDGER__STALL_THRESHOLD_S="0.5",
                        PIPELINE__LEDGER__COMMIT_RETRY_MAX_S="0.2")
-    procs = {name: subprocess.Popen(pipeline_cmd(name, "--data-dir", str(data_dir)), env=env,
-                                    stdin=subprocess.DEVNULL) for name in PROCESSES}
+    procs = {name: start_process(name, "--data-dir", str(data_dir), env=env)
+             for name in PROCESSES}
     try:
-        eventually(lambda: _count(database, "SELECT count(*) FROM fills") > 0, timeout_s=30,
+        eventually(lambda: count(database, "SELECT count(*) FROM fills") > 0, timeout_s=30,
                    message="first fill")
         ballast = _fill(small_disk)
-        eventually(lambda: bool(_events(logs / "ledger.log", "ledger.commit_stalled")),
+        eventually(lambda: bool(log_events(logs / "ledger.log", "ledger.commit_stalled")),
                    timeout_s=60, interval_s=0.05, message="ledger reports the stall")
         eventually(lambda: any(e.get("stalled") is True for e in
-                               _events(logs / "executor.log", "executor.ledger_stalled")),
+                               log_events(logs / "executor.log", "executor.ledger_stalled")),
                    timeout_s=10, message="executor stops new orders")
         assert _metric(data_dir / "run", "ledger", "pipeline_ledger_commit_failures_total") > 0
         assert _metric(data_dir / "run", "ledger", "pipeline_ledger_commit_stalled") == 1
         ballast.unlink()  # space returns
-        eventually(lambda: bool(_events(logs / "ledger.log", "ledger.commit_recovered")),
+        eventually(lambda: bool(log_events(logs / "ledger.log", "ledger.commit_recovered")),
                    timeout_s=30, interval_s=0.05, message="ledger commits again")
         eventually(lambda: any(e.get("stalled") is False for e in
-                               _events(logs / "executor.log", "executor.ledger_stalled")),
+                               log_events(logs / "executor.log", "executor.ledger_stalled")),
                    timeout_s=10, message="executor sends orders again")
-        filled = _count(database, "SELECT count(*) FROM fills")
-        eventually(lambda: _count(database, "SELECT count(*) FROM fills") > filled,
+        filled = count(database, "SELECT count(*) FROM fills")
+        eventually(lambda: count(database, "SELECT count(*) FROM fills") > filled,
                    timeout_s=30, message="trading resumes after the stall")
         for name in reversed(PROCESSES):
             procs[name].send_signal(signal.SIGTERM)
@@ -123,10 +106,11 @@ def test_full_disk_stops_new_orders_and_loses_nothing(tmp_path: Path, shm_dir: P
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    strategy, executor = _final(logs / "strategy.log"), _final(logs / "executor.log")
-    assert _count(database, "SELECT count(*) FROM orders") == strategy["intents"]
-    assert _count(database, "SELECT count(*) FROM fills") == executor["fills"]
-    held_back = _count(database, "SELECT count(*) FROM orders "
+    strategy = final_counters(logs / "strategy.log")
+    executor = final_counters(logs / "executor.log")
+    assert count(database, "SELECT count(*) FROM orders") == strategy["intents"]
+    assert count(database, "SELECT count(*) FROM fills") == executor["fills"]
+    held_back = count(database, "SELECT count(*) FROM orders "
                                  "WHERE reject_reason = 'LEDGER_STALLED'")
     assert held_back > 0, "no intent was held back while the ledger was stalled"
     assert_ledger_consistent(database)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import pipeline_cmd, pipeline_env, query
+from harness import count, pipeline_cmd, pipeline_env, query, start_process
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 from testkit import eventually
@@ -34,13 +34,6 @@ LOCALNET = {
 
 def _env(shm_dir: Path, **extra: str) -> dict[str, str]:
     return pipeline_env(shm_dir, **LOCALNET, **extra)
-
-
-def _count(database: Path, sql: str) -> int:
-    try:
-        return int(str(query(database, sql)[0][0]))
-    except Exception:  # the schema is not there yet
-        return 0
 
 
 def chain_balances(data_dir: Path) -> dict[str, float]:
@@ -87,7 +80,7 @@ def test_pipeline_run_env_localnet_trades_with_real_signatures(tmp_path: Path,
                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
     try:
-        eventually(lambda: _count(database, "SELECT count(*) FROM fills") >= 3,
+        eventually(lambda: count(database, "SELECT count(*) FROM fills") >= 3,
                    timeout_s=90, interval_s=0.2, message="three fills on the localnet")
         run.send_signal(signal.SIGINT)
         output, _ = run.communicate(timeout=60)
@@ -97,7 +90,7 @@ def test_pipeline_run_env_localnet_trades_with_real_signatures(tmp_path: Path,
             run.communicate()
     assert run.returncode in (0, 1), output
     fills = assert_real_distinct_signatures(database)
-    assert _count(database, "SELECT count(*) FROM fills") == fills
+    assert count(database, "SELECT count(*) FROM fills") == fills
     assert_chain_equals_ledger(data_dir, database)
     assert "run summary" in output
     assert_no_key_in_logs(data_dir, output)
@@ -113,11 +106,6 @@ def assert_no_key_in_logs(data_dir: Path, output: str) -> None:
                    ",".join(str(b) for b in bytes(keypair)[:32])}
         for secret in secrets:
             assert not any(secret in text for text in texts), f"{name} leaked into the logs"
-
-
-def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(pipeline_cmd(*args), env=env, stdin=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
 
 
 def _admin(url: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -141,15 +129,15 @@ def test_sigkill_of_the_executor_between_send_and_confirmation(tmp_path: Path,
     database = data_dir / "ledger-localnet.sqlite"
     env = _env(shm_dir, PIPELINE_CHILD="1")
     common = ["--env", "localnet", "--data-dir", str(data_dir)]
-    localnet = _start(["localnet", *common], env)
+    localnet = start_process("localnet", *common, env=env, quiet=True)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
         manifest = data_dir / "run" / "localnet.json"
         eventually(manifest.exists, timeout_s=30, interval_s=0.05, message="localnet up")
         url = json.loads(manifest.read_text())["url"]
         for name in ("ledger", "executor", "strategy", "ingest"):
-            procs[name] = _start([name, *common], env)
-        eventually(lambda: _count(database, "SELECT count(*) FROM fills") >= 1,
+            procs[name] = start_process(name, *common, env=env, quiet=True)
+        eventually(lambda: count(database, "SELECT count(*) FROM fills") >= 1,
                    timeout_s=90, interval_s=0.2, message="a first fill")
         _admin(url, {"paused": True})
         in_flight: list[str] = []
@@ -166,9 +154,9 @@ def test_sigkill_of_the_executor_between_send_and_confirmation(tmp_path: Path,
         procs["executor"].kill()  # SIGKILL: no drain, no final report
         procs["executor"].wait()
         _admin(url, {"paused": False})
-        procs["executor"] = _start(["executor", *common], env)
+        procs["executor"] = start_process("executor", *common, env=env, quiet=True)
         victim = in_flight[0]
-        eventually(lambda: _count(database, "SELECT count(*) FROM orders WHERE status = "
+        eventually(lambda: count(database, "SELECT count(*) FROM orders WHERE status = "
                                             f"'filled' AND venue_ref = '{victim}'") == 1,
                    timeout_s=60, interval_s=0.2, message="the in-flight order filled")
         for name in ("ingest", "strategy", "executor", "ledger"):

@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import sqlite3
 from pathlib import Path
 
-from harness import assert_ledger_consistent, query
+from harness import assert_ledger_consistent, count, log_events
 from supervised import PROGRAMS, supervised
 from testkit import eventually
+
+FILLS = "SELECT count(*) FROM fills"
 
 CONFIG = """
 [risk]
 max_orders_per_s = 1000.0
 price_band_bps = 100.0
 """
-
-
-def _fills(database: Path) -> int:
-    try:
-        return int(query(database, "SELECT count(*) FROM fills")[0][0])
-    except sqlite3.OperationalError:  # not created, or the ledger is still migrating it
-        return 0
-
-
-def _events(log: Path, event: str) -> list[dict[str, object]]:
-    if not log.exists():
-        return []
-    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
-    return [line for line in lines if line.get("event") == event]
 
 
 def test_supervised_pipeline_trades_reloads_and_survives_a_kill(tmp_path: Path,
@@ -44,14 +30,14 @@ def test_supervised_pipeline_trades_reloads_and_survives_a_kill(tmp_path: Path,
         eventually(lambda: set(sup.states().values()) == {"RUNNING"}
                    and len(sup.states()) == 4, timeout_s=60, interval_s=0.5,
                    message="all four programs RUNNING")
-        eventually(lambda: _fills(database) > 0, timeout_s=30, interval_s=0.2,
+        eventually(lambda: count(database, FILLS) > 0, timeout_s=30, interval_s=0.2,
                    message="fills in the ledger")
 
         # SIGHUP through supervisor reloads the strategy's config from the edited file.
         sup.config.write_text(CONFIG.replace("price_band_bps = 100.0", "price_band_bps = 150.0"))
         assert sup.ctl("signal", "HUP", "pipeline:strategy").returncode == 0
         eventually(lambda: any(e.get("applied") == ["risk"] for e in
-                               _events(logs / "strategy.log", "config.reloaded")),
+                               log_events(logs / "strategy.log", "config.reloaded")),
                    timeout_s=15, interval_s=0.1, message="strategy logged config.reloaded")
 
         # SIGKILL of the executor (where money moves): supervisor restarts it, trading resumes.
@@ -60,9 +46,9 @@ def test_supervised_pipeline_trades_reloads_and_survives_a_kill(tmp_path: Path,
         eventually(lambda: sup.pid("executor") not in (0, old_pid)
                    and sup.states().get("executor") == "RUNNING", timeout_s=60, interval_s=0.5,
                    message="executor restarted and RUNNING")
-        fills_after_restart = _fills(database)
-        eventually(lambda: _fills(database) > fills_after_restart, timeout_s=30, interval_s=0.2,
-                   message="fills after the restart")
+        fills_after_restart = count(database, FILLS)
+        eventually(lambda: count(database, FILLS) > fills_after_restart, timeout_s=30,
+                   interval_s=0.2, message="fills after the restart")
 
         # An orderly stop of the group (reverse priority: ledger last) leaves a consistent ledger.
         stopped = sup.ctl("stop", "pipeline:*")
@@ -70,5 +56,5 @@ def test_supervised_pipeline_trades_reloads_and_survives_a_kill(tmp_path: Path,
         assert set(sup.states().values()) == {"STOPPED"}, sup.states()
     assert_ledger_consistent(database)
     for program in PROGRAMS:
-        assert _events(logs / f"{program}.log", "process.stopped"), program
+        assert log_events(logs / f"{program}.log", "process.stopped"), program
         assert (logs / f"{program}.stderr.log").read_text() == "", "only JSON log files"
