@@ -10,11 +10,13 @@ itself (the recipe in SQLAlchemy's SQLite dialect docs): the writer takes the wr
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 from sqlalchemy import Engine, create_engine, event, insert, select, update
+from sqlalchemy.dialects.sqlite import insert as upsert
 from sqlalchemy.engine import URL, Connection
 
 from pipeline.errors import OperationalError
@@ -98,10 +100,8 @@ def init_db(engine: Engine, environment: str, config: LedgerConfig) -> bool:
             if meta.get("schema_version") != after:
                 conn.execute(update(Meta).where(Meta.key == "schema_version")
                              .values(value=after))
-                conn.execute(insert(AuditLog), [{
-                    "ts": utc_now(), "actor": "ledger", "action": "ledger.migrate",
-                    "detail": json.dumps({"from": before, "to": after}),
-                }])
+                write_audit(conn, utc_now(), "ledger", "ledger.migrate",
+                            {"from": before, "to": after})
             return False
         now = utc_now()
         trade_enabled = "true" if config.trade_enabled_default else "false"
@@ -123,10 +123,7 @@ def init_db(engine: Engine, environment: str, config: LedgerConfig) -> bool:
             "initial_balances": dict(sorted(config.initial_balances.items())),
             TRADE_ENABLED: trade_enabled,
         }
-        conn.execute(insert(AuditLog), [{
-            "ts": now, "actor": "ledger", "action": "ledger.init",
-            "detail": json.dumps(detail, sort_keys=True),
-        }])
+        write_audit(conn, now, "ledger", "ledger.init", detail)
     return True
 
 
@@ -147,3 +144,21 @@ def _check_meta(engine: Engine, meta: dict[str, str], environment: str,
             f"disagrees with the migration revision {revision!r}; restore the database "
             "from a backup or fix the meta row after checking the schema"
         )
+
+
+def write_audit(conn: Connection, now: datetime, actor: str, action: str,
+                detail: Mapping[str, Any]) -> None:
+    """Append one audit row inside the caller's transaction (the change it records)."""
+    conn.execute(insert(AuditLog), {"ts": now, "actor": actor, "action": action,
+                                    "detail": json.dumps(dict(detail), sort_keys=True)})
+
+
+def write_config(conn: Connection, key: str, value: str, now: datetime) -> str | None:
+    """Upsert one config row inside the caller's transaction; returns the previous value."""
+    old = conn.scalar(select(ConfigEntry.value).where(ConfigEntry.key == key))
+    stmt = upsert(ConfigEntry)
+    conn.execute(stmt.on_conflict_do_update(
+        index_elements=[ConfigEntry.key],
+        set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+    ), {"key": key, "value": value, "updated_at": now})
+    return old

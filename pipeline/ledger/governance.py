@@ -10,7 +10,6 @@ refused attempts are exactly what an investigation needs.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -18,8 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, insert, select
-from sqlalchemy.dialects.sqlite import insert as upsert
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from pipeline.control import ControlError, Handler
@@ -31,8 +28,8 @@ from pipeline.killswitch import (
     parse_signatures,
     verify,
 )
-from pipeline.ledger.db import utc_now
-from pipeline.ledger.models import AuditLog, ConfigEntry, KillSwitchNonce
+from pipeline.ledger.db import utc_now, write_audit, write_config
+from pipeline.ledger.models import ConfigEntry, KillSwitchNonce
 
 _MAX_TEXT = 200  # operator names and reasons in the audit log
 
@@ -112,8 +109,8 @@ class KillSwitch:
                     expires = datetime.fromtimestamp(message.expires_at, UTC).replace(tzinfo=None)
                     conn.execute(insert(KillSwitchNonce), {"nonce": message.nonce,
                                                            "expires_at": expires, "used_at": now})
-                old = self._write(conn, text, now)
-                self._audit(conn, now, actor, "kill_switch.set",
+                old = write_config(conn, KEY, text, now)
+                write_audit(conn, now, actor, "kill_switch.set",
                             {**detail, "old": old, "new": text, "signers": signers})
         except IntegrityError:
             raise KillSwitchError("replayed_nonce",
@@ -127,25 +124,9 @@ class KillSwitch:
                                  "signers": signers, "nonce": message.nonce if message else None})
         return {KEY: value, "previous": old, "signers": signers, "committed_ns": changed_ns}
 
-    @staticmethod
-    def _write(conn: Connection, text: str, now: datetime) -> str | None:
-        old = conn.scalar(select(ConfigEntry.value).where(ConfigEntry.key == KEY))
-        stmt = upsert(ConfigEntry)
-        conn.execute(stmt.on_conflict_do_update(
-            index_elements=[ConfigEntry.key],
-            set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
-        ), {"key": KEY, "value": text, "updated_at": now})
-        return old
-
-    @staticmethod
-    def _audit(conn: Connection, now: datetime, actor: str, action: str,
-               detail: Mapping[str, Any]) -> None:
-        conn.execute(insert(AuditLog), {"ts": now, "actor": actor, "action": action,
-                                        "detail": json.dumps(dict(detail), sort_keys=True)})
-
     def _reject(self, exc: KillSwitchError, detail: dict[str, Any]) -> None:
         self._log.warning("kill-switch request refused: %s: %s", exc.code, exc,
                           extra={"event": "ledger.kill_switch_refused", "code": exc.code})
         with self._engine.begin() as conn:
-            self._audit(conn, utc_now(), "signers", "kill_switch.rejected",
+            write_audit(conn, utc_now(), "signers", "kill_switch.rejected",
                         {**detail, "code": exc.code, "error": str(exc)})

@@ -27,9 +27,8 @@ from sqlalchemy.engine import Connection
 from pipeline.errors import BadInputError, OperationalError
 from pipeline.ledger.accounting import PositionState, apply_fills, balance_deltas
 from pipeline.ledger.config import LedgerConfig
-from pipeline.ledger.db import TRADE_ENABLED, sql_datetime, utc_now
+from pipeline.ledger.db import TRADE_ENABLED, sql_datetime, utc_now, write_audit, write_config
 from pipeline.ledger.models import (
-    AuditLog,
     Balance,
     ConfigEntry,
     Fill,
@@ -222,25 +221,14 @@ class LedgerStore:
             raise BadInputError(f"{TRADE_ENABLED} must be 'true' or 'false', got {value!r}")
         now = utc_now()
         with self._engine.begin() as conn:
-            old = conn.scalar(select(ConfigEntry.value).where(ConfigEntry.key == key))
-            stmt = upsert(ConfigEntry)
-            conn.execute(stmt.on_conflict_do_update(
-                index_elements=[ConfigEntry.key],
-                set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
-            ), {"key": key, "value": value, "updated_at": now})
-            self._audit(conn, now, actor, "config.set",
+            old = write_config(conn, key, value, now)
+            write_audit(conn, now, actor, "config.set",
                         {"key": key, "old": old, "new": value, **(detail or {})})
 
     def audit(self, actor: str, action: str, detail: Mapping[str, Any] | None = None) -> None:
         """Append one audit row."""
         with self._engine.begin() as conn:
-            self._audit(conn, utc_now(), actor, action, detail or {})
-
-    @staticmethod
-    def _audit(conn: Connection, now: datetime, actor: str, action: str,
-               detail: Mapping[str, Any]) -> None:
-        conn.execute(insert(AuditLog), {"ts": now, "actor": actor, "action": action,
-                                        "detail": json.dumps(dict(detail), sort_keys=True)})
+            write_audit(conn, utc_now(), actor, action, detail or {})
 
     def positions(self) -> dict[str, PositionState]:
         """Current position per symbol, as of the last commit (no database read)."""
