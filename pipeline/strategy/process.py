@@ -133,6 +133,7 @@ class StrategyService(Service):
         return {
             "ticks": self.ticks_seen,
             "intents": self.intents_sent,
+            "intents_write_seq": self._intents.seq,  # all runs of this ring, not just ours
             "dropped_backpressure": self.dropped,
             "paused": self.paused,
             "strategy": self._runtime.config.strategy.name,
