@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import numpy as np
 
-LAYOUT_VERSION: Final = 1
+LAYOUT_VERSION: Final = 2
 
 TICK_DTYPE: Final = np.dtype(
     [
@@ -55,11 +55,17 @@ REPORT_DTYPE: Final = np.dtype(
         ("decision_ns", "<i8"),
         ("send_ns", "<i8"),  # time.monotonic_ns when the executor handed the order to the venue
         ("venue_ts_ns", "<i8"),  # venue's timestamp of this report, Unix epoch ns
+        # On a chain venue's NEW report: the block height after which the signed transaction
+        # in venue_ref can no longer land (Solana's lastValidBlockHeight); 0 elsewhere.
+        ("last_valid_height", "<u8"),
         ("quantity", "<f8"),  # ordered quantity (copied so the ledger needs only the report)
         ("limit_price", "<f8"),
         ("filled_qty", "<f8"),
         ("avg_price", "<f8"),
         ("fee", "<f8"),  # quote units
+        # Native SOL the order's landed transaction cost the taker (signature and priority
+        # fees), also when it failed on chain; set on final reports of chain venues only.
+        ("network_fee", "<f8"),
         ("symbol_id", "<u4"),
         ("side", "<i1"),
         ("status", "<u1"),  # OrderStatus

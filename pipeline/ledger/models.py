@@ -14,7 +14,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pipeline.ledger.base import ModelBase
@@ -36,6 +46,8 @@ class Order(ModelBase):
     """One order; it changes only by moving up ``status_rank`` (1 = new, 2 = final)."""
 
     __tablename__ = "orders"
+    # Open orders are few among millions: "is anything in flight?" reads this index only.
+    __table_args__ = (Index("ix_orders_open", "status", sqlite_where=text("status = 'new'")),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     client_order_id: Mapped[int] = mapped_column(BigInteger, unique=True)
@@ -47,7 +59,8 @@ class Order(ModelBase):
     status_rank: Mapped[int] = mapped_column(Integer)
     filled_qty: Mapped[float] = mapped_column(Float)
     avg_price: Mapped[float] = mapped_column(Float)
-    fee: Mapped[float] = mapped_column(Float)
+    fee: Mapped[float] = mapped_column(Float)  # quote units
+    network_fee: Mapped[float] = mapped_column(Float, default=0.0)  # native SOL (chain venues)
     reject_reason: Mapped[str | None] = mapped_column(String(32))  # RejectReason name
     tick_seq: Mapped[int] = mapped_column(BigInteger)
     tick_ingest_ns: Mapped[int] = mapped_column(BigInteger)
@@ -78,6 +91,18 @@ class Fill(ModelBase):
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
+class OrderSignature(ModelBase):
+    """A transaction signed for an order (chain venues); re-signed orders have several."""
+
+    __tablename__ = "order_signatures"
+
+    signature: Mapped[str] = mapped_column(String(88), primary_key=True)
+    client_order_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("orders.client_order_id"), index=True)
+    last_valid_block_height: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 class Position(ModelBase):
     """Net position per symbol with average-cost accounting; PnL excludes fees."""
 
@@ -101,6 +126,19 @@ class Balance(ModelBase):
     amount: Mapped[float] = mapped_column(Float)
     ts: Mapped[datetime] = mapped_column(DateTime)
     reason: Mapped[str] = mapped_column(String(64))
+
+
+class ChainBalance(ModelBase):
+    """A reading of the trading account on chain, next to the ledger's amount at that moment."""
+
+    __tablename__ = "chain_balances"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    asset: Mapped[str] = mapped_column(String(16), index=True)
+    amount: Mapped[float] = mapped_column(Float)
+    ledger_amount: Mapped[float] = mapped_column(Float)
+    ts: Mapped[datetime] = mapped_column(DateTime)
+    reason: Mapped[str] = mapped_column(String(64))  # what prompted the reading
 
 
 class ConfigEntry(ModelBase):

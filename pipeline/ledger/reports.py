@@ -5,6 +5,10 @@ REJECTED or CANCELLED are all terminal, so one final report ends the order). A r
 *effective* if its rank is above both the rank already stored and every earlier report for
 the same order in the batch; everything else is a duplicate. Per order, the last effective
 report is the state written; an effective FILLED report books the order's one fill.
+
+A chain venue's NEW reports each name one signed transaction; all of them are kept (as
+signatures), also a second NEW report for a re-signed order, which is otherwise a duplicate:
+restart reconciliation must know every transaction that may still land.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class Booking:
     order_updates: Columns  # matched on b_client_order_id
     fills: Columns
     fill_records: np.ndarray  # the reports behind ``fills``, in batch order
+    signatures: Columns  # every signed transaction named by a NEW report (may repeat)
+    network_fee: float  # native SOL the batch's effective final reports cost
     duplicates: int
 
 
@@ -59,6 +65,8 @@ def validate(reports: np.ndarray, symbols: Mapping[int, tuple[str, str, str]]) -
         "unknown reject_reason": np.isin(reports["reject_reason"], _REASON_CODES),
         "quantity is not positive": np.isfinite(reports["quantity"]) & (reports["quantity"] > 0),
         "limit_price is not finite": np.isfinite(reports["limit_price"]),
+        "network_fee is not finite and >= 0": np.isfinite(reports["network_fee"])
+        & (reports["network_fee"] >= 0),
         "fill without positive filled_qty, avg_price and finite fee": ~filled | (
             np.isfinite(reports["filled_qty"]) & (reports["filled_qty"] > 0)
             & np.isfinite(reports["avg_price"]) & (reports["avg_price"] > 0)
@@ -113,11 +121,22 @@ def book(
     updates = last_idx[stored_ranks[last_idx] > 0]
     fill_idx = effective_idx[reports["status"][effective_idx] == OrderStatus.FILLED]
     names = _symbol_names(reports, symbols)
+    signed = np.flatnonzero((reports["status"] == OrderStatus.NEW)
+                            & (reports["venue_ref"] != b""))
+    finals = effective_idx[reports["status"][effective_idx] != OrderStatus.NEW]
     return Booking(
         order_inserts=_order_columns(reports[inserts], ranks[inserts], names[inserts], now),
         order_updates=_update_columns(reports[updates], ranks[updates], now),
         fills=_fill_columns(reports[fill_idx], names[fill_idx], now),
         fill_records=reports[fill_idx],
+        signatures={
+            "signature": _venue_refs(reports[signed]),
+            "client_order_id": reports["client_order_id"][signed].view(np.int64).tolist(),
+            "last_valid_block_height": reports["last_valid_height"][signed].view(
+                np.int64).tolist(),
+            "created_at": [now] * len(signed),
+        },
+        network_fee=float(reports["network_fee"][finals].sum()),
         duplicates=len(reports) - len(effective_idx),
     )
 
@@ -135,6 +154,7 @@ def _status_columns(r: np.ndarray, ranks: np.ndarray, now: str) -> Columns:
         "filled_qty": r["filled_qty"].tolist(),
         "avg_price": r["avg_price"].tolist(),
         "fee": r["fee"].tolist(),
+        "network_fee": r["network_fee"].tolist(),
         "reject_reason": _reason_names()[r["reject_reason"]].tolist(),
         "venue_ref": _venue_refs(r),
         "updated_at": [now] * len(r),

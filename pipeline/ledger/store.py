@@ -30,10 +30,12 @@ from pipeline.ledger.config import LedgerConfig
 from pipeline.ledger.db import TRADE_ENABLED, sql_datetime, utc_now, write_audit, write_config
 from pipeline.ledger.models import (
     Balance,
+    ChainBalance,
     ConfigEntry,
     Fill,
     Meta,
     Order,
+    OrderSignature,
     Position,
     RingCursor,
 )
@@ -66,6 +68,7 @@ class _CompiledStatements:
         self.update_order = update(Order).where(
             Order.client_order_id == bindparam("b_client_order_id"))
         self.insert_fill = insert(Fill)
+        self.insert_signature = insert(OrderSignature).prefix_with("OR IGNORE")  # replays
         self._compiled: dict[tuple[int, tuple[str, ...]], tuple[str, list[str]]] = {}
 
     def executemany(self, conn: Connection, stmt: UpdateBase, columns: Columns) -> int:
@@ -87,7 +90,9 @@ class _CompiledStatements:
 class LedgerStore:
     """The ledger's write side; the only object in the pipeline that writes the database."""
 
-    def __init__(self, engine: Engine, symbols: SymbolMap, config: LedgerConfig) -> None:
+    def __init__(self, engine: Engine, symbols: SymbolMap, config: LedgerConfig,
+                 native_asset: str | None = None) -> None:
+        """``native_asset`` is the asset network fees are paid in (chain venues only)."""
         self._sql = _CompiledStatements()
         if not symbols:
             raise OperationalError("LedgerStore: no symbols configured")
@@ -98,6 +103,7 @@ class LedgerStore:
         self._max_batch = config.max_batch
         self._symbols = dict(symbols)
         self._assets = {sym_id: (base, quote) for sym_id, (_, base, quote) in symbols.items()}
+        self._native_asset = native_asset
         with engine.connect() as conn:
             if conn.scalar(select(Meta.value).where(Meta.key == "environment")) is None:
                 raise OperationalError(
@@ -171,31 +177,46 @@ class LedgerStore:
         sql = self._sql
         return (sql.executemany(conn, sql.insert_order, booking.order_inserts)
                 + sql.executemany(conn, sql.update_order, booking.order_updates)
-                + sql.executemany(conn, sql.insert_fill, booking.fills))
+                + sql.executemany(conn, sql.insert_fill, booking.fills)
+                + sql.executemany(conn, sql.insert_signature, booking.signatures))
 
     def _write_money(
         self, conn: Connection, booking: Booking, now: datetime
     ) -> tuple[dict[str, PositionState], dict[str, float]]:
-        """Upsert changed positions and append balance rows; returns the new cache entries."""
+        """Upsert changed positions and append balance rows; returns the new cache entries.
+
+        Network fees (native SOL of chain venues) come off ``native_asset``, also for
+        orders whose transaction failed on chain: the chain charged them all the same.
+        """
         fills = booking.fill_records
-        if len(fills) == 0:
-            return {}, {}
-        signed_qty = fills["filled_qty"] * fills["side"].astype(np.float64)
-        names = [self._symbols[s][0] for s in fills["symbol_id"].tolist()]
-        positions = apply_fills(self._positions, names, signed_qty, fills["avg_price"],
-                                fills["fee"])
-        stmt = upsert(Position)
-        conn.execute(stmt.on_conflict_do_update(
-            index_elements=[Position.symbol],
-            set_={c: stmt.excluded[c] for c in
-                  ("quantity", "avg_price", "realized_pnl", "fees", "updated_at")},
-        ), [{"symbol": symbol, **dataclasses.asdict(state), "updated_at": now}
-            for symbol, state in positions.items()])
-        deltas = balance_deltas(fills["symbol_id"], signed_qty, fills["avg_price"],
-                                fills["fee"], self._assets)
+        positions: dict[str, PositionState] = {}
+        deltas: dict[str, float] = {}
+        if len(fills):
+            signed_qty = fills["filled_qty"] * fills["side"].astype(np.float64)
+            names = [self._symbols[s][0] for s in fills["symbol_id"].tolist()]
+            positions = apply_fills(self._positions, names, signed_qty, fills["avg_price"],
+                                    fills["fee"])
+            stmt = upsert(Position)
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=[Position.symbol],
+                set_={c: stmt.excluded[c] for c in
+                      ("quantity", "avg_price", "realized_pnl", "fees", "updated_at")},
+            ), [{"symbol": symbol, **dataclasses.asdict(state), "updated_at": now}
+                for symbol, state in positions.items()])
+            deltas = balance_deltas(fills["symbol_id"], signed_qty, fills["avg_price"],
+                                    fills["fee"], self._assets)
+        if booking.network_fee:
+            if self._native_asset is None:
+                raise BadInputError("a report carries a network fee but this ledger has no "
+                                    "native asset (not a chain venue)")
+            deltas[self._native_asset] = deltas.get(self._native_asset, 0.0) \
+                - booking.network_fee
+        if not deltas:
+            return positions, {}
         balances = {asset: self._balances.get(asset, 0.0) + d for asset, d in deltas.items()}
+        reason = "fills" if len(fills) else "network fees"
         conn.execute(insert(Balance), [
-            {"asset": asset, "amount": amount, "ts": now, "reason": "fills"}
+            {"asset": asset, "amount": amount, "ts": now, "reason": reason}
             for asset, amount in sorted(balances.items())
         ])
         return positions, balances
@@ -229,6 +250,46 @@ class LedgerStore:
         """Append one audit row."""
         with self._engine.begin() as conn:
             write_audit(conn, utc_now(), actor, action, detail or {})
+
+    def open_orders(self) -> int:
+        """Orders still NEW: with a chain venue, transactions that may be landing now."""
+        with self._engine.connect() as conn:
+            return int(conn.scalar(select(func.count()).select_from(Order)
+                                   .where(Order.status == "new")) or 0)
+
+    def has_fills(self) -> bool:
+        with self._engine.connect() as conn:
+            return conn.scalar(select(Fill.id).limit(1)) is not None
+
+    def chain_assets_read(self) -> set[str]:
+        """Assets the chain has ever been read for (opening balances are taken only once)."""
+        with self._engine.connect() as conn:
+            return set(conn.scalars(select(ChainBalance.asset).distinct()))
+
+    def record_chain_balances(self, chain: Mapping[str, float], reason: str, *,
+                              opening: Mapping[str, float] | None = None) -> None:
+        """Store one chain reading next to the ledger's amounts, in one transaction.
+
+        ``opening``: assets whose ledger balance is set to the chain's first (the ledger
+        adopts the account's opening balances before it has booked any fill), audited.
+        """
+        now = utc_now()
+        opening = dict(opening or {})
+        with self._engine.begin() as conn:
+            if opening:
+                conn.execute(insert(Balance), [
+                    {"asset": asset, "amount": amount, "ts": now,
+                     "reason": "opening balance (chain)"}
+                    for asset, amount in sorted(opening.items())])
+                write_audit(conn, now, "ledger", "balances.opening", {
+                    "chain": dict(sorted(opening.items())),
+                    "ledger_before": {a: self._balances.get(a) for a in sorted(opening)}})
+            ledger = {**self._balances, **opening}
+            conn.execute(insert(ChainBalance), [
+                {"asset": asset, "amount": amount, "ledger_amount": ledger.get(asset, 0.0),
+                 "ts": now, "reason": reason}
+                for asset, amount in sorted(chain.items())])
+        self._balances.update(opening)
 
     def positions(self) -> dict[str, PositionState]:
         """Current position per symbol, as of the last commit (no database read)."""

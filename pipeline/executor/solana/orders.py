@@ -70,6 +70,7 @@ class Outcome:
     failed: str = ""  # the venue or the chain failed the order
     limit: bool = False  # refused because the price was beyond the limit
     signature: str = ""
+    network_fee: int = 0  # lamports the landed transaction cost the taker beyond the swap
 
 
 class LimitError(RefusedError):
@@ -147,8 +148,8 @@ class OrderRunner:
                      output_mint=request.output_mint, max_in=min(request.max_in,
                                                                  built.in_amount),
                      min_out=built.min_out, max_fee_lamports=self._config.max_fee_lamports)
-        if deltas.tokens.get(request.output_mint, 0) < request.min_out:
-            raise LimitError(f"the swap gives {deltas.tokens.get(request.output_mint, 0)}, "
+        if deltas.swapped(request.output_mint) < request.min_out:
+            raise LimitError(f"the swap gives {deltas.swapped(request.output_mint)}, "
                              f"the limit price needs {request.min_out}")
         signed = sign(built.tx, self._keypair)
         signature = signed.signatures[0]
@@ -193,36 +194,41 @@ class OrderRunner:
             await asyncio.sleep(self._config.confirm_poll_s)
 
     async def outcome(self, signature: Signature, market: Market) -> Outcome | None:
-        """The order's result if ``signature`` has a confirmed status, else None."""
+        """The order's result if ``signature`` has a confirmed status, else None.
+
+        A failed transaction still cost its fee: the outcome carries it whenever the
+        transaction is served, so the ledger's native SOL stays equal to the chain's.
+        """
         statuses = await self._retrier.call("getSignatureStatuses", lambda: self._rpc.
                                             get_signature_statuses([signature]))
         status = statuses.value[0]
         if status is None:
             return None
-        if status.err is not None:
-            return Outcome(failed=f"transaction failed on chain: {status.err}",
-                           signature=str(signature))
         found = await self._retrier.call("getTransaction", lambda: self._rpc.get_transaction(
             signature, encoding="base64", commitment=Confirmed,
             max_supported_transaction_version=0))
-        if found.value is None:
-            return None  # status seen before the transaction is served: ask again
-        meta = found.value.transaction.meta
-        tx = found.value.transaction.transaction
+        served = found.value
+        meta = served.transaction.meta if served is not None else None
+        tx = served.transaction.transaction if served is not None else None
+        if status.err is not None:
+            return Outcome(failed=f"transaction failed on chain: {status.err}",
+                           signature=str(signature), network_fee=meta.fee if meta else 0)
         if meta is None or not isinstance(tx, VersionedTransaction):
-            return None
+            return None  # status seen before the transaction is served: ask again
         if meta.err is not None:
             return Outcome(failed=f"transaction failed on chain: {meta.err}",
-                           signature=str(signature))
+                           signature=str(signature), network_fee=meta.fee)
         deltas = deltas_from(meta.pre_token_balances or [], meta.post_token_balances or [],
                              list(meta.pre_balances), list(meta.post_balances), tx=tx,
-                             taker=self._taker)
-        base = abs(deltas.tokens.get(market.base_mint, 0)) / 10**market.base_decimals
-        quote = abs(deltas.tokens.get(market.quote_mint, 0)) / 10**market.quote_decimals
+                             taker=self._taker, fee=meta.fee)
+        base = abs(deltas.swapped(market.base_mint)) / 10**market.base_decimals
+        quote = abs(deltas.swapped(market.quote_mint)) / 10**market.quote_decimals
+        cost = deltas.native_cost((market.base_mint, market.quote_mint))
         if base <= 0 or quote <= 0:
             return Outcome(failed="confirmed transaction moved none of the pair's tokens",
-                           signature=str(signature))
-        return Outcome(filled_base=base, filled_quote=quote, signature=str(signature))
+                           signature=str(signature), network_fee=cost)
+        return Outcome(filled_base=base, filled_quote=quote, signature=str(signature),
+                       network_fee=cost)
 
 
 def sign(tx: VersionedTransaction, keypair: Keypair) -> VersionedTransaction:

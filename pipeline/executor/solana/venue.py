@@ -1,15 +1,19 @@
 """The Solana venue behind the executor: the tick path hands orders over and never waits.
 
 ``submit`` validates and queues orders for an asyncio loop in a worker thread, which does
-all network work (quote, simulate, send, confirm, balances); ``poll`` collects its reports.
+all network work (quote, simulate, send, confirm); ``poll`` collects its reports.
 A NEW report carrying the signature comes first; the signed transaction stays in the
 process until the executor confirms, on its next ``poll(reports_flushed=True)``, that the
 report is in the reports ring.
 
 After a restart the worker first waits for the ledger to commit every report still in the
 ring, then reads the orders left NEW (with their signatures) read-only from the ledger: a
-re-submitted order whose signature is known is reconciled by signature status and is not
-signed again until that transaction can no longer land.
+re-submitted order is reconciled by the status of every signature the ledger holds for it,
+and ends unfilled only once the chain is past all of their ``lastValidBlockHeight``s; it is
+never signed again.
+
+Chain balances are the ledger's business (``pipeline.ledger.chain_watch``): it reads them
+after its commits and turns trading off through the kill switch on a mismatch.
 """
 
 from __future__ import annotations
@@ -23,14 +27,14 @@ from collections.abc import Callable
 from typing import Final
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed
 from solders.keypair import Keypair
 from solders.signature import Signature
 
-from pipeline.executor.solana.balances import BalanceGuard
 from pipeline.executor.solana.config import SolanaConfig
+from pipeline.executor.solana.inflight import Signed
 from pipeline.executor.solana.orders import Market, OrderRunner, Outcome, Request
 from pipeline.executor.solana.rpc import Retrier
 from pipeline.executor.solana.swapapi import SwapApi, SwapRejectedError
@@ -38,7 +42,8 @@ from pipeline.executor.venue import reports_from_intents
 from pipeline.records import REPORT_DTYPE, OrderStatus, RejectReason
 
 _BUY: Final = 1
-_SAFE_EXPIRY_BLOCKS: Final = 152  # a blockhash signed before a restart is dead after this
+_LAMPORTS_PER_SOL: Final = 1e9
+_BLOCKHASH_WINDOW: Final = 152  # blocks a blockhash stays valid for, with a margin
 
 
 class SolanaMetrics:
@@ -49,25 +54,19 @@ class SolanaMetrics:
         self.refused = Counter("pipeline_solana_refused_total",
                                "Transactions refused by the pre-signing checks",
                                registry=registry)
-        self.balance_ok = Gauge("pipeline_solana_balance_ok",
-                                "1 while chain balances match the ledger, 0 after a mismatch",
-                                registry=registry)
 
 
 class SolanaVenue:
     """A :class:`~pipeline.executor.venue.Venue` that swaps on Solana (see module doc)."""
 
     def __init__(self, config: SolanaConfig, *, rpc_url: str, swap_url: str, api_key: str,
-                 keypair: Keypair, markets: dict[int, Market], assets: dict[int, tuple[str,
-                 str]], guard_source: Callable[[], dict[str, float] | None],
-                 ledger_in_flight: Callable[[], dict[int, str]], log: logging.Logger,
+                 keypair: Keypair, markets: dict[int, Market],
+                 ledger_in_flight: Callable[[], dict[int, list[Signed]]], log: logging.Logger,
                  registry: CollectorRegistry) -> None:
         self._config = config
         self._markets = markets
-        self._assets = assets
         self._log = log
         self._metrics = SolanaMetrics(registry)
-        self._metrics.balance_ok.set(1)
         self._keypair = keypair
         self._results: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
         self._pending: dict[int, np.ndarray] = {}  # client_order_id -> the intent (1 row)
@@ -79,9 +78,6 @@ class SolanaVenue:
         # every report): the executor must hand these orders back to us even while trading
         # is disabled, or a transaction that lands would be booked as a reject.
         self._in_flight = dict(ledger_in_flight())
-        self._guard_source = guard_source
-        self.disabled_reason = ""
-        self._active = 0  # orders the worker is running (loop thread only)
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._rpc_url, self._swap_url, self._api_key = rpc_url, swap_url, api_key
@@ -168,8 +164,6 @@ class SolanaVenue:
         coid = int(intent["client_order_id"][0])
         if coid in self._in_flight:
             return RejectReason.INVALID_ORDER if coid in self._pending else None
-        if self.disabled_reason:
-            return RejectReason.TRADING_DISABLED
         symbol = int(intent["symbol_id"][0])
         quantity, limit = float(intent["quantity"][0]), float(intent["limit_price"][0])
         if symbol not in self._markets or not quantity > 0 or not limit > 0 \
@@ -181,10 +175,13 @@ class SolanaVenue:
 
     def _final(self, intent: np.ndarray, send_ns: int, status: OrderStatus, *,
                reason: RejectReason = RejectReason.NONE, signature: str = "",
-               base: float = 0.0, quote: float = 0.0) -> np.ndarray:
+               base: float = 0.0, quote: float = 0.0, last_valid_height: int = 0,
+               network_fee_lamports: int = 0) -> np.ndarray:
         report = reports_from_intents(intent, send_ns, status, reason)
         report["venue_ts_ns"] = time.time_ns()
         report["venue_ref"] = signature.encode()
+        report["last_valid_height"] = last_valid_height
+        report["network_fee"] = network_fee_lamports / _LAMPORTS_PER_SOL
         if base > 0:
             report["filled_qty"] = base
             report["avg_price"] = quote / base
@@ -200,28 +197,16 @@ class SolanaVenue:
                                 timeout=self._config.rpc_timeout_s)
         self._api = SwapApi(self._swap_url, self._api_key, self._config, retrier)
         self._runner = OrderRunner(self._config, self._rpc, self._api, self._keypair, retrier)
-        self._guard = BalanceGuard(self._rpc, retrier, self._keypair.pubkey(),
-                                   markets=self._markets, assets=self._assets,
-                                   tolerance=self._config.balance_tolerance)
-        self._startup = self._loop.create_task(self._recover())
-        self._loop.run_forever()
-
-    async def _recover(self) -> None:
         if self._in_flight:
-            # Their fills are on chain but not yet in the ledger: the balance check waits
-            # for the first fill after they are settled.
             self._log.warning("reconciling %d in-flight orders by signature",
                               len(self._in_flight), extra={"event": "solana.recover",
                                                            "orders": len(self._in_flight)})
-            return
-        await self._check_balances("startup")
+        self._loop.run_forever()
 
     def _start(self, intent: np.ndarray, send_ns: int) -> None:
         self._loop.create_task(self._order(intent, send_ns))
 
     async def _order(self, intent: np.ndarray, send_ns: int) -> None:
-        self._active += 1
-        await self._startup
         coid = int(intent["client_order_id"][0])
         market = self._markets[int(intent["symbol_id"][0])]
         try:
@@ -230,8 +215,7 @@ class SolanaVenue:
                 # An intent from before the crash: settled by its signature only. If that
                 # transaction can no longer land, the stale order ends unfilled rather than
                 # being traded again at today's price.
-                outcome = await self._reconcile(Signature.from_string(self._in_flight[coid]),
-                                                market) or Outcome(
+                outcome = await self._reconcile(self._in_flight[coid], market) or Outcome(
                     failed="signed before a restart, expired without landing")
                 self._in_flight.pop(coid, None)
             else:
@@ -244,20 +228,26 @@ class SolanaVenue:
             self._log.exception("order %d failed", coid, extra={"event": "solana.order_error"})
             outcome = Outcome(failed=f"{type(exc).__name__}: {exc}")
         self._results.put(self._outcome_report(intent, send_ns, outcome))
-        self._active -= 1
-        if outcome.filled_base > 0 and self._active == 0:
-            await self._check_balances("fill")
 
-    async def _reconcile(self, signature: Signature, market: Market) -> Outcome | None:
-        """The outcome of a signature sent before a restart, or None once it cannot land."""
-        start = await self._rpc.get_block_height(Confirmed)
-        while True:
-            outcome = await self._runner.outcome(signature, market)
-            if outcome is not None:
-                return outcome
+    async def _reconcile(self, signed: list[Signed], market: Market) -> Outcome | None:
+        """The outcome of the transactions signed before a restart, or None once the chain
+        is past every one's lastValidBlockHeight (one more look after that: a status may
+        trail the height it landed at)."""
+        expiry = max(s.last_valid_height for s in signed)
+        if not all(s.last_valid_height for s in signed):  # booked before heights were kept
             height = await self._rpc.get_block_height(Confirmed)
-            if height.value > start.value + _SAFE_EXPIRY_BLOCKS:
+            expiry = max(expiry, height.value + _BLOCKHASH_WINDOW)
+        signatures = [Signature.from_string(s.signature) for s in signed]
+        expired = False
+        while True:
+            for signature in signatures:
+                outcome = await self._runner.outcome(signature, market)
+                if outcome is not None:
+                    return outcome
+            if expired:
                 return None
+            height = await self._rpc.get_block_height(Confirmed)
+            expired = height.value > expiry
             await asyncio.sleep(self._config.confirm_poll_s)
 
     async def _report_new(self, intent: np.ndarray, send_ns: int, signature: str,
@@ -266,7 +256,8 @@ class SolanaVenue:
         self._log.info("order signed", extra={
             "event": "solana.signed", "client_order_id": int(intent["client_order_id"][0]),
             "signature": signature, "last_valid_block_height": last_valid_height})
-        report = self._final(intent, send_ns, OrderStatus.NEW, signature=signature)
+        report = self._final(intent, send_ns, OrderStatus.NEW, signature=signature,
+                             last_valid_height=last_valid_height)
         # Report first, then its event: poll() takes events before reports, so an event it
         # takes always has its report among the ones it hands out in the same call.
         self._results.put(report)
@@ -288,7 +279,8 @@ class SolanaVenue:
     def _outcome_report(self, intent: np.ndarray, send_ns: int, outcome: Outcome) -> np.ndarray:
         if outcome.filled_base > 0:
             return self._final(intent, send_ns, OrderStatus.FILLED, signature=outcome.signature,
-                               base=outcome.filled_base, quote=outcome.filled_quote)
+                               base=outcome.filled_base, quote=outcome.filled_quote,
+                               network_fee_lamports=outcome.network_fee)
         if outcome.refused:
             self._metrics.refused.inc()
             self._log.warning("refused to sign: %s", outcome.refused,
@@ -298,23 +290,5 @@ class SolanaVenue:
             self._log.warning("order failed: %s", outcome.failed,
                               extra={"event": "solana.failed", "signature": outcome.signature})
         return self._final(intent, send_ns, OrderStatus.REJECTED, reason=reason,
-                           signature=outcome.signature)
-
-    async def _check_balances(self, why: str) -> None:
-        """Compare chain and ledger balances once nothing is in flight and the ledger has
-        committed every report (otherwise the next fill checks again)."""
-        for _ in range(200):
-            if self._results.empty():
-                break
-            await asyncio.sleep(0.05)
-        ledger = await asyncio.to_thread(self._guard_source)
-        if ledger is None or self._active:
-            return
-        problem = await self._guard.compare(ledger)
-        if self._active:
-            return  # an order started meanwhile: its fill may be on chain, not yet booked
-        if problem and not self.disabled_reason:
-            self.disabled_reason = problem
-            self._metrics.balance_ok.set(0)
-            self._log.error("balance mismatch after %s: trading disabled: %s", why, problem,
-                            extra={"event": "solana.balance_mismatch"})
+                           signature=outcome.signature,
+                           network_fee_lamports=outcome.network_fee)

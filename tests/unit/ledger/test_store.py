@@ -40,7 +40,8 @@ def test_new_report_inserts_the_order(store: LedgerStore, engine: Engine,
                                       make_reports: MakeReports) -> None:
     big_id = (1 << 64) - 5  # above int64: stored with the same bits, read back exactly
     result = store.apply(make_reports([big_id], status=OrderStatus.NEW, side=-1), {})
-    assert (result.rows_written, result.duplicates, result.fills) == (1, 0, 0)
+    assert (result.rows_written, result.duplicates, result.fills) == (2, 0, 0), \
+        "the order and the signature its NEW report names"
     assert result.commit_seconds > 0
     order = _orders(engine)[big_id]
     assert order.client_order_id == to_stored(big_id) < 0

@@ -1,0 +1,60 @@
+"""What the ledger holds as signed but unsettled: the executor's restart reconciliation input.
+
+Every NEW report of a chain venue carries one signed transaction's signature and its
+``lastValidBlockHeight``; the ledger keeps them all in ``order_signatures`` (an order that
+was re-signed after an expiry has several). After a restart, an order still NEW in the
+ledger is settled only by the status of those signatures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError as SqlOperationalError
+
+from pipeline.ledger.db import make_engine
+from pipeline.ring import inspect_segment
+
+
+@dataclasses.dataclass(frozen=True)
+class Signed:
+    """One transaction signed for an order."""
+
+    signature: str
+    last_valid_height: int  # 0: not known (booked before the ledger kept heights)
+
+
+def ledger_in_flight(database: Path, reports_ring: Path,
+                     wait_s: float = 30.0) -> dict[int, list[Signed]]:
+    """The signatures of every order the ledger holds as NEW, once every report is committed."""
+    deadline = time.monotonic() + wait_s
+    while (info := inspect_segment(reports_ring)) is not None and info.unread \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not database.exists():
+        return {}
+    engine = make_engine(database, read_only=True)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT o.client_order_id, s.signature, s.last_valid_block_height "
+                "FROM orders o JOIN order_signatures s USING (client_order_id) "
+                "WHERE o.status = 'new' "
+                "UNION SELECT client_order_id, venue_ref, 0 FROM orders "
+                "WHERE status = 'new' AND venue_ref != '' AND venue_ref NOT IN "
+                "(SELECT signature FROM order_signatures) "
+                "ORDER BY 1, 3")).all()
+    except SqlOperationalError as exc:
+        if "no such table" in str(exc):
+            return {}  # the ledger is still creating its schema: nothing was ever booked
+        raise
+    finally:
+        engine.dispose()
+    in_flight: dict[int, list[Signed]] = {}
+    for coid, signature, height in rows:
+        in_flight.setdefault(int(coid) % (1 << 64), []).append(Signed(str(signature),
+                                                                      int(height)))
+    return in_flight
