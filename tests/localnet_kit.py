@@ -24,6 +24,7 @@ from solders.pubkey import Pubkey
 from testkit import eventually
 
 from pipeline.executor.solana.config import SolanaConfig
+from pipeline.executor.solana.inflight import Signed
 from pipeline.executor.solana.orders import Market
 from pipeline.executor.solana.tokens import unpack_account
 from pipeline.executor.solana.venue import SolanaVenue
@@ -105,12 +106,14 @@ def fast_config(**overrides: Any) -> SolanaConfig:
 
 def make_venue(net: Localnet, *, config: SolanaConfig | None = None,
                keypair: Keypair | None = None,
-               ledger: Callable[[], dict[str, float] | None] = lambda: None,
-               in_flight: Callable[[], dict[int, str]] = dict,
-               registry: CollectorRegistry | None = None) -> SolanaVenue:
-    venue = SolanaVenue(config or fast_config(), rpc_url=net.url, swap_url=net.url, api_key="",
+               in_flight: Callable[[], dict[int, list[Signed]]] = dict,
+               registry: CollectorRegistry | None = None, rpc_url: str = "",
+               swap_url: str = "", api_key: str = "") -> SolanaVenue:
+    """A venue trading on ``net``; ``rpc_url``/``swap_url`` (default: the localnet itself) let
+    a test put a recording proxy in front of either side."""
+    venue = SolanaVenue(config or fast_config(), rpc_url=rpc_url or net.url,
+                        swap_url=swap_url or net.url, api_key=api_key,
                         keypair=keypair or net.world.trader, markets={SYMBOL_ID: net.market()},
-                        assets={SYMBOL_ID: ("SOL", "USDT")}, guard_source=ledger,
                         ledger_in_flight=in_flight, log=logging.getLogger("test.solana"),
                         registry=registry or CollectorRegistry())
     tick = np.zeros(1, dtype=TICK_DTYPE)
@@ -151,5 +154,11 @@ def signatures_of(reports: list[np.ndarray], status: OrderStatus) -> list[str]:
     return [bytes(r["venue_ref"]).decode() for r in reports if r["status"] == status]
 
 
+def signed_of(reports: list[np.ndarray]) -> list[Signed]:
+    """What the ledger would hold for these NEW reports: signature and lastValidBlockHeight."""
+    return [Signed(bytes(r["venue_ref"]).decode(), int(r["last_valid_height"]))
+            for r in reports if r["status"] == OrderStatus.NEW]
+
+
 __all__ = ["REPORT_DTYPE", "Localnet", "collect", "fast_config", "finals", "intent",
-           "make_venue", "running_localnet", "signatures_of"]
+           "make_venue", "running_localnet", "signatures_of", "signed_of"]

@@ -96,7 +96,8 @@ class OrderSignature(ModelBase):
 
     __tablename__ = "order_signatures"
 
-    signature: Mapped[str] = mapped_column(String(88), primary_key=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # backups copy by id
+    signature: Mapped[str] = mapped_column(String(88), unique=True)
     client_order_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("orders.client_order_id"), index=True)
     last_valid_block_height: Mapped[int] = mapped_column(BigInteger)

@@ -4,19 +4,21 @@ Reports are peeked from the lossless reports ring, committed together with the r
 in one transaction, and only then consumed. A crash at any point therefore loses nothing
 and writes nothing twice: on restart the cursor stored in the database wins.
 Commits are paced to stay within ``ledger.commits_per_s`` and ``ledger.wal_bytes_per_s``.
+With a chain venue the ledger also watches the trading account's balances on chain
+(:mod:`pipeline.ledger.chain_watch`).
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 
 from pipeline.control import Handler
 from pipeline.killflag import KillFlag, flag_path
-from pipeline.ledger.db import init_db, make_engine
+from pipeline.ledger.db import TRADE_ENABLED, init_db, make_engine
 from pipeline.ledger.governance import KillSwitch
 from pipeline.ledger.health import CommitHealth
 from pipeline.ledger.pacing import CommitPacer, estimate_wal_bytes
@@ -25,6 +27,8 @@ from pipeline.metrics import LedgerMetrics
 from pipeline.reattach import follow
 from pipeline.ring import RingReader
 from pipeline.runtime import Runtime, Service
+
+_CHAIN_POLL_S: Final = 0.05  # how often to look for a requested chain reading
 
 
 class LedgerService(Service):
@@ -40,7 +44,13 @@ class LedgerService(Service):
             busy_timeout_ms=self._config.busy_timeout_ms,
         )
         init_db(self._engine, config.env, self._config)
-        self._store = LedgerStore(self._engine, config.symbol_table(), self._config)
+        chain_venue = config.executor.venue == "solana"
+        native = None
+        if chain_venue:  # imported only when used: solana and solders are heavy
+            from pipeline.executor.solana.account import native_asset
+            native = native_asset(config)
+        self._store = LedgerStore(self._engine, config.symbol_table(), self._config,
+                                  native_asset=native)
         self._ring_name = runtime.rings.reports.name
         self._attach(RingReader(runtime.rings.reports, "ledger", **runtime.ring_kwargs()))
         self._pacer = CommitPacer(self._config.commits_per_s, self._config.wal_bytes_per_s)
@@ -68,6 +78,15 @@ class LedgerService(Service):
         if self._config.backup.enabled:  # imported only when used: start-up stays fast
             from pipeline.ledger.backup.service import start_agent
             self._backup = start_agent(config, runtime.registry, runtime.log)  # own thread
+        self._chain = None
+        if chain_venue and native is not None:
+            from pipeline.ledger.chain_watch import ChainCheck, ChainWatch
+            solana = config.executor.solana
+            self._chain = ChainCheck(
+                ChainWatch(config, native, runtime.log), self._store,
+                reports=lambda: self._reports, tolerance=solana.balance_tolerance,
+                interval_s=solana.balance_check_interval_s, on_mismatch=self._chain_mismatch,
+                registry=runtime.registry, log=runtime.log)
         self._publish_trade_enabled()
 
     def _attach(self, reader: RingReader) -> None:
@@ -90,6 +109,8 @@ class LedgerService(Service):
         return [self._reports]
 
     def step(self) -> bool:
+        if self._chain is not None:
+            self._chain.step(time.monotonic())
         if self._commit_when_due():
             return True
         if self._wait_s is None and self._reports.closed and not self._reports.available():
@@ -129,6 +150,8 @@ class LedgerService(Service):
         self.commits += 1
         self.duplicates += result.duplicates
         self._fills_total += result.fills
+        if self._chain is not None:
+            self._chain.committed(result.fills, moved_money=result.balances_changed > 0)
         self._metrics.reports.inc(len(batch))
         self._metrics.duplicates.inc(result.duplicates)
         self._metrics.commit_seconds.observe(result.commit_seconds)
@@ -136,12 +159,27 @@ class LedgerService(Service):
         return True
 
     def idle_timeout_s(self) -> float | None:
+        if self._chain is not None and self._chain.waiting:
+            return min(self._wait_s or _CHAIN_POLL_S, _CHAIN_POLL_S)
         return self._wait_s
 
     def drain(self) -> bool:
         self._commit_when_due()
         self._health.check(time.monotonic())
         return self._reports.available() == 0
+
+    def _chain_mismatch(self, problem: str, differences: dict[str, tuple[float, float]]) -> None:
+        """Chain and ledger disagree: trading stops until the multisig re-enables it."""
+        self._runtime.log.error("chain balances differ from the ledger: trading disabled: %s",
+                                problem, extra={"event": "chain.balance_mismatch"})
+        detail = {"reason": "chain balance mismatch",
+                  "differences": {a: {"chain": c, "ledger": b}
+                                  for a, (c, b) in differences.items()}}
+        if self._trade_enabled:
+            self._store.set_config(TRADE_ENABLED, "false", "ledger.chain_check", detail)
+            self._trade_enabled_changed(False)
+        else:
+            self._store.audit("ledger.chain_check", "chain.balance_mismatch", detail)
 
     def _publish_trade_enabled(self) -> None:
         self._runtime.events.publish("config.TRADE_ENABLED", {"value": self._trade_enabled})
@@ -184,6 +222,8 @@ class LedgerService(Service):
             self._metrics.realized_pnl.labels(symbol).set(position.realized_pnl)
 
     def close(self) -> None:
+        if self._chain is not None:
+            self._chain.close()
         if self._backup is not None:
             self._backup.stop(timeout_s=self._runtime.config.run.stop_timeout_s * 0.15)
         self._reports.close()

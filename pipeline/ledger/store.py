@@ -52,6 +52,7 @@ class CommitResult:
     duplicates: int  # reports that changed nothing (replays, second final reports)
     fills: int
     commit_seconds: float  # BEGIN to COMMIT, including the fsync
+    balances_changed: int  # assets whose balance moved (fills, network fees)
 
 
 class _CompiledStatements:
@@ -153,6 +154,7 @@ class LedgerStore:
             duplicates=booking.duplicates,
             fills=len(booking.fill_records),
             commit_seconds=latency_s,
+            balances_changed=len(balances),
         )
 
     def _stored_ranks(self, conn: Connection, reports: np.ndarray) -> np.ndarray:

@@ -207,7 +207,8 @@ class Maker:
     # -- legacy v1 --------------------------------------------------------------------------
     def quote_v1(self, params: Mapping[str, str]) -> dict[str, Any]:
         source, target, amount, out_amount = self._quote(params)
-        body = self._quote_body(source, target, amount, out_amount)
+        body = self._quote_body(source, target, amount, out_amount,
+                                slippage_bps=int(params.get("slippageBps", "0") or 0))
         body["contextSlot"] = self._chain.height
         return body
 
@@ -217,7 +218,9 @@ class Maker:
         if not isinstance(quote, Mapping):
             raise SwapError(400, "INVALID_REQUEST", "quoteResponse is required")
         taker = self._taker(body, "userPublicKey")
-        source, target, amount, out_amount = self._quote(quote)
+        # A quote response names its amount inAmount (the request's "amount").
+        source, target, amount, out_amount = self._quote(
+            {**quote, "amount": str(quote.get("inAmount", ""))})
         if out_amount < int(quote.get("otherAmountThreshold", 0)):
             raise SwapError(400, "SLIPPAGE_EXCEEDED", "the price moved past the threshold")
         tx, last_valid = self._build(taker, source, target, amount, out_amount,
@@ -228,11 +231,12 @@ class Maker:
                 * self._config.compute_unit_price_micro_lamports // 1_000_000}
 
     def _quote_body(self, source: Asset, target: Asset, amount: int,
-                    out_amount: int) -> dict[str, Any]:
+                    out_amount: int, slippage_bps: int = 0) -> dict[str, Any]:
+        threshold = out_amount * (10_000 - slippage_bps) // 10_000
         return {"inputMint": str(source.mint), "outputMint": str(target.mint),
                 "inAmount": str(amount), "outAmount": str(out_amount),
-                "otherAmountThreshold": str(out_amount), "swapMode": "ExactIn",
-                "slippageBps": 0, "priceImpactPct": "0", "swapType": "rfq",
+                "otherAmountThreshold": str(threshold), "swapMode": "ExactIn",
+                "slippageBps": slippage_bps, "priceImpactPct": "0", "swapType": "rfq",
                 "routePlan": [{"swapInfo": {"label": "localnet-maker",
                                             "inputMint": str(source.mint),
                                             "outputMint": str(target.mint),

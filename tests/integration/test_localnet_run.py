@@ -22,6 +22,7 @@ from solders.pubkey import Pubkey
 from solders.signature import Signature
 from testkit import eventually
 
+from pipeline.executor.solana.account import NATIVE_SOL
 from pipeline.executor.solana.keys import load_keypair
 from pipeline.executor.solana.tokens import associated_token_address, unpack_account
 
@@ -37,10 +38,11 @@ def _env(shm_dir: Path, **extra: str) -> dict[str, str]:
 
 
 def chain_balances(data_dir: Path) -> dict[str, float]:
-    """The trader's token balances as the localnet saved them at its orderly stop."""
+    """The trader's balances as the localnet saved them at its orderly stop: its token
+    accounts, and its lamports (fees) as "native SOL"."""
     state = json.loads((data_dir / "localnet-state.json").read_text())
     trader = load_keypair(data_dir / "keys" / "localnet-trader.json").pubkey()
-    out = {}
+    out = {NATIVE_SOL: state["accounts"][str(trader)]["lamports"] / 1e9}
     for name, asset in state["assets"].items():
         key = associated_token_address(trader, Pubkey.from_string(asset["mint"]))
         account = state["accounts"][str(key)]
@@ -92,8 +94,29 @@ def test_pipeline_run_env_localnet_trades_with_real_signatures(tmp_path: Path,
     fills = assert_real_distinct_signatures(database)
     assert count(database, "SELECT count(*) FROM fills") == fills
     assert_chain_equals_ledger(data_dir, database)
+    assert_ledger_watched_the_chain(database)
     assert "run summary" in output
     assert_no_key_in_logs(data_dir, output)
+
+
+def assert_ledger_watched_the_chain(database: Path) -> None:
+    """The ledger read the chain at start-up and after fills, every reading agreed with its
+    own balances, network fees were booked and trading stayed on."""
+    reasons = {str(r[0]) for r in query(database, "SELECT DISTINCT reason FROM chain_balances")}
+    assert {"startup", "fills"} <= reasons, reasons
+    assert_chain_always_agreed(database)
+    assert count(database, "SELECT count(*) FROM orders WHERE status = 'filled' "
+                           "AND network_fee > 0") == count(database, "SELECT count(*) FROM fills")
+    assert count(database, "SELECT count(*) FROM order_signatures") >= count(
+        database, "SELECT count(*) FROM fills")
+
+
+def assert_chain_always_agreed(database: Path) -> None:
+    """Every chain reading the ledger took matched its books, so trading stayed on."""
+    worst = query(database, "SELECT max(abs(amount - ledger_amount)) FROM chain_balances")
+    assert float(str(worst[0][0])) < 1e-6
+    assert query(database, "SELECT value FROM config WHERE key = 'TRADE_ENABLED'") == [
+        ("true",)]
 
 
 def assert_no_key_in_logs(data_dir: Path, output: str) -> None:
@@ -171,3 +194,4 @@ def test_sigkill_of_the_executor_between_send_and_confirmation(tmp_path: Path,
                 proc.wait()
     assert_real_distinct_signatures(database)
     assert_chain_equals_ledger(data_dir, database)
+    assert_chain_always_agreed(database)

@@ -24,7 +24,6 @@ from solders.pubkey import Pubkey
 from solders.rpc.responses import RpcSimulateTransactionResult
 from solders.transaction import VersionedTransaction
 
-
 WRAPPED_SOL_MINT: Final = "So11111111111111111111111111111111111111112"
 _COMPUTE_BUDGET: Final = Pubkey.from_string("ComputeBudget111111111111111111111111111111")
 _LAMPORTS_PER_SIGNATURE: Final = 5_000

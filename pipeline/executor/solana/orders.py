@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -81,7 +82,7 @@ class OrderRunner:
     """Runs orders against one RPC and one swap API with one taker key."""
 
     def __init__(self, config: SolanaConfig, rpc: AsyncClient, api: SwapApi,
-                 keypair: Keypair, retrier: Retrier) -> None:
+                 keypair: Keypair, retrier: Retrier, *, log: logging.Logger) -> None:
         self._config = config
         self._rpc = rpc
         self._api = api
@@ -91,6 +92,8 @@ class OrderRunner:
         # Signatures this process has produced: a venue that hands two orders the same
         # message would get one swap on chain booked as two fills.
         self._signed: collections.OrderedDict[Signature, None] = collections.OrderedDict()
+        self._executing: set[asyncio.Task[None]] = set()
+        self._log = log
 
     async def run(self, market: Market, request: Request,
                   report_new: Callable[[str, int], Awaitable[None]]) -> Outcome:
@@ -166,7 +169,12 @@ class OrderRunner:
         """Send until landed or expired; None when expired (a new build is then safe)."""
         signature = signed.signatures[0]
         if self._config.landing == "execute":
-            asyncio.get_running_loop().create_task(self._api.execute(signed, built.request_id))
+            # The answer is logged, never trusted: the order settles by signature status
+            # until the blockhash expires, whatever /execute says (a "Failed" may still land).
+            task = asyncio.get_running_loop().create_task(
+                self._execute(signed, built.request_id))
+            self._executing.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(self._executing.discard)
         raw = bytes(signed)
         opts = TxOpts(skip_preflight=True, max_retries=0, preflight_commitment=Confirmed)
         last_send = -1e9
@@ -192,6 +200,19 @@ class OrderRunner:
                 # One last look: it may have landed in the final valid block.
                 return await self.outcome(signature, market)
             await asyncio.sleep(self._config.confirm_poll_s)
+
+    async def _execute(self, signed: VersionedTransaction, request_id: str) -> None:
+        signature = str(signed.signatures[0])
+        try:
+            answer = await self._api.execute(signed, request_id)
+        except Exception as exc:
+            self._log.warning("/execute failed: %s", exc, extra={
+                "event": "solana.execute_failed", "signature": signature})
+            return
+        self._log.info("/execute answered %s %s", answer.get("status"), answer.get("code"),
+                       extra={"event": "solana.execute", "signature": signature,
+                              "status": answer.get("status"), "code": answer.get("code"),
+                              "error": answer.get("error")})
 
     async def outcome(self, signature: Signature, market: Market) -> Outcome | None:
         """The order's result if ``signature`` has a confirmed status, else None.

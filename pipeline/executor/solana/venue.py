@@ -196,7 +196,8 @@ class SolanaVenue:
         self._rpc = AsyncClient(self._rpc_url, commitment=Confirmed,
                                 timeout=self._config.rpc_timeout_s)
         self._api = SwapApi(self._swap_url, self._api_key, self._config, retrier)
-        self._runner = OrderRunner(self._config, self._rpc, self._api, self._keypair, retrier)
+        self._runner = OrderRunner(self._config, self._rpc, self._api, self._keypair, retrier,
+                                   log=self._log)
         if self._in_flight:
             self._log.warning("reconciling %d in-flight orders by signature",
                               len(self._in_flight), extra={"event": "solana.recover",

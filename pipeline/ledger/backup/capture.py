@@ -22,7 +22,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Final
 
-APPEND_ONLY: Final = ("fills", "balances", "audit_log")
+APPEND_ONLY: Final = ("fills", "balances", "audit_log", "order_signatures", "chain_balances")
 WHOLE: Final = ("positions", "config", "ring_cursors", "meta", "alembic_version")
 # Keyed, never deleted, small (one row per kill-switch change): shipped whole, inserted
 # if missing. A restore without them would accept a replayed kill-switch signature.
@@ -74,8 +74,9 @@ def increment(conn: sqlite3.Connection, since: dict[str, Any]) -> tuple[dict[str
     """(tables, info) of changes after ``since``; info has the new watermarks and counts."""
     conn.execute("BEGIN")
     try:
-        tables = {t: _rows(conn, f"SELECT * FROM {t} WHERE id > ? ORDER BY id", (since[t],))
-                  for t in APPEND_ONLY}
+        # .get: a chain written before a table existed has no watermark for it yet.
+        tables = {t: _rows(conn, f"SELECT * FROM {t} WHERE id > ? ORDER BY id",
+                           (since.get(t, 0),)) for t in APPEND_ONLY}
         tables["orders"] = _rows(
             conn, "SELECT * FROM orders WHERE id > ? OR id IN (SELECT value FROM json_each(?)) "
                   "ORDER BY id", (since["orders"], _json_ids(since["open_orders"])))
@@ -93,7 +94,7 @@ def watermarks_after(tables: dict[str, Any], since: dict[str, Any]) -> dict[str,
     marks: dict[str, Any] = {}
     for table in ("orders", *APPEND_ONLY):
         ids = [row[0] for row in tables[table]["rows"]]
-        marks[table] = max([since[table], *ids])
+        marks[table] = max([since.get(table, 0), *ids])
     rank = tables["orders"]["columns"].index("status_rank")
     marks["open_orders"] = [row[0] for row in tables["orders"]["rows"] if row[rank] < 2]
     return marks
@@ -114,8 +115,8 @@ def apply_increment(conn: sqlite3.Connection, tables: dict[str, Any]) -> None:
         for table in (*WHOLE,):
             conn.execute(f"DELETE FROM {table}")
         for table in ("orders", *APPEND_ONLY, *WHOLE):
-            data = tables[table]
-            if not data["rows"]:
+            data = tables.get(table)  # absent from increments written before it existed
+            if not data or not data["rows"]:
                 continue
             columns = data["columns"]
             quoted = ", ".join(f'"{c}"' for c in columns)

@@ -2,8 +2,8 @@
 
 A first venue signs and sends while blocks are paused, then dies (closed without a final
 report, as a kill -9 leaves it). A second venue gets the same intent again with the ledger's
-NEW signature for it: it must report the first transaction's outcome and never sign again
-while that transaction can still land.
+NEW signatures for it (with their lastValidBlockHeight): it must report the outcome of
+whichever transaction landed and never sign again.
 """
 
 from __future__ import annotations
@@ -12,16 +12,25 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from localnet_kit import collect, finals, intent, make_venue, running_localnet, signatures_of
+from localnet_kit import (
+    collect,
+    finals,
+    intent,
+    make_venue,
+    running_localnet,
+    signatures_of,
+    signed_of,
+)
 from solders.signature import Signature
 from testkit import eventually
 
+from pipeline.executor.solana.inflight import Signed
 from pipeline.executor.solana.venue import SolanaVenue
 from pipeline.records import OrderStatus, Side
 
 
 def _sign_and_die(venue: SolanaVenue, order: np.ndarray,
-                  sent: Callable[[str], bool]) -> str:
+                  sent: Callable[[str], bool]) -> Signed:
     seen: list[np.ndarray] = []
     venue.submit(order, 0)
 
@@ -32,10 +41,12 @@ def _sign_and_die(venue: SolanaVenue, order: np.ndarray,
     eventually(signed, timeout_s=20, message="the NEW report")
     # The executor wrote the NEW report to the ring; the next poll releases the send.
     venue.poll(reports_flushed=True)
-    signature = signatures_of(seen, OrderStatus.NEW)[0]
-    eventually(lambda: sent(signature), timeout_s=20, message="the transaction was sent")
+    signed = signed_of(seen)[0]
+    assert signed.last_valid_height > 0, "the NEW report carries lastValidBlockHeight"
+    eventually(lambda: sent(signed.signature), timeout_s=20,
+               message="the transaction was sent")
     venue.close()
-    return signature
+    return signed
 
 
 def test_a_restart_reports_the_fill_of_the_transaction_sent_before_the_crash(
@@ -44,9 +55,13 @@ def test_a_restart_reports_the_fill_of_the_transaction_sent_before_the_crash(
         before = net.trader_tokens()
         order = intent(5, Side.SELL, 1.0, 100.0)
         net.admin({"paused": True})
-        signature = _sign_and_die(make_venue(net), order,
-                                  lambda sig: net.chain.queued(Signature.from_string(sig)))
-        second = make_venue(net, in_flight=lambda: {5: signature})
+        signed = _sign_and_die(make_venue(net), order,
+                               lambda sig: net.chain.queued(Signature.from_string(sig)))
+        signature = signed.signature
+        # An earlier transaction of the same order that expired unsent comes first: every
+        # signature is looked up, not only the first the ledger holds.
+        expired = Signed(str(Signature.new_unique()), signed.last_valid_height - 150)
+        second = make_venue(net, in_flight=lambda: {5: [expired, signed]})
         try:
             second.submit(order, 0)
             net.admin({"paused": False})
@@ -68,11 +83,11 @@ def test_a_stale_order_whose_transaction_expired_ends_unfilled_and_is_not_resign
         before = net.trader_tokens()
         order = intent(6, Side.SELL, 1.0, 100.0)
         net.admin({"faults": [{"kind": "500", "count": 1000, "method": "sendTransaction"}]})
-        signature = _sign_and_die(make_venue(net), order,
-                                  lambda _sig: net.admin({})["faults_served"] > 0)
+        signed = _sign_and_die(make_venue(net), order,
+                               lambda _sig: net.admin({})["faults_served"] > 0)
+        signature = signed.signature
         net.admin({"clear_faults": True})
-        second = make_venue(net, in_flight=lambda: {6: signature})
-        second.disabled_reason = "balance mismatch (reconciliation still runs)"
+        second = make_venue(net, in_flight=lambda: {6: [signed]})
         try:
             assert second.reconciles(6)
             assert not second.reconciles(7)
@@ -85,4 +100,5 @@ def test_a_stale_order_whose_transaction_expired_ends_unfilled_and_is_not_resign
         assert final["status"] == OrderStatus.REJECTED
         assert bytes(final["venue_ref"]).decode() == ""
         assert net.chain.status(Signature.from_string(signature)) is None
+        assert net.chain.height > signed.last_valid_height, "ended only after the expiry"
         assert net.trader_tokens() == before

@@ -98,9 +98,8 @@ def test_chain_readings_keep_the_ledger_amount_and_opening_balances_are_audited(
     assert chain_store.chain_assets_read() == {NATIVE, "USDT"}
     assert _rows(engine, "SELECT action FROM audit_log WHERE action = 'balances.opening'") == [
         ("balances.opening",)]
-    with pytest.raises(sqlalchemy.exc.DatabaseError, match="history"):
-        with engine.begin() as conn:
-            conn.execute(text("DELETE FROM chain_balances"))
+    with pytest.raises(sqlalchemy.exc.DatabaseError, match="history"), engine.begin() as conn:
+        conn.execute(text("DELETE FROM chain_balances"))
 
 
 def test_open_orders_counts_orders_still_new(chain_store: LedgerStore,

@@ -23,11 +23,12 @@ depends_on = None
 
 _STATEMENTS = (
     """CREATE TABLE IF NOT EXISTS order_signatures (
-        signature VARCHAR(88) NOT NULL, client_order_id BIGINT NOT NULL,
+        id INTEGER NOT NULL, signature VARCHAR(88) NOT NULL, client_order_id BIGINT NOT NULL,
         last_valid_block_height BIGINT NOT NULL, created_at DATETIME NOT NULL,
-        PRIMARY KEY (signature),
+        PRIMARY KEY (id), UNIQUE (signature),
         FOREIGN KEY(client_order_id) REFERENCES orders (client_order_id))""",
-    "CREATE INDEX IF NOT EXISTS ix_order_signatures_client_order_id ON order_signatures (client_order_id)",
+    "CREATE INDEX IF NOT EXISTS ix_order_signatures_client_order_id "
+    "ON order_signatures (client_order_id)",
     """CREATE TABLE IF NOT EXISTS chain_balances (
         id INTEGER NOT NULL, asset VARCHAR(16) NOT NULL, amount FLOAT NOT NULL,
         ledger_amount FLOAT NOT NULL, ts DATETIME NOT NULL, reason VARCHAR(64) NOT NULL,

@@ -1,0 +1,221 @@
+"""The trading account on chain against the ledger: readings recorded, a mismatch stops trading.
+
+With a chain venue the ledger reads the account's balances (SPL token accounts and native
+SOL) at start-up and after commits that moved money, and records each reading in
+``chain_balances`` next to its own amount. A difference beyond the tolerance means money
+moved that the ledger did not book (a duplicate send that landed, a lost fill, a transfer
+nobody booked): the ledger turns TRADE_ENABLED off (re-enabling needs the multisig, after
+a human has looked) and sets ``pipeline_chain_balance_mismatch``.
+
+A reading is only comparable while nothing is in flight. A transaction can only leave the
+executor after its NEW report is in the reports ring, so a reading is requested when the
+ledger has committed every report and holds no open order, and it counts only if the ring's
+write sequence is still the same when it arrives; otherwise it is discarded and retried.
+
+The RPC (~80 ms away on mainnet) is read in a thread with its own event loop: the ledger's
+commit loop never waits on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from solana.rpc.async_api import AsyncClient
+from solana.rpc.commitment import Confirmed
+from solders.pubkey import Pubkey
+
+from pipeline.config import PipelineConfig
+from pipeline.errors import OperationalError
+from pipeline.executor.solana.account import trading_account
+from pipeline.executor.solana.checks import WRAPPED_SOL_MINT
+from pipeline.executor.solana.keys import load_keypair
+from pipeline.executor.solana.rpc import Retrier
+from pipeline.executor.solana.tokens import associated_token_address, unpack_account
+from pipeline.ledger.store import LedgerStore
+from pipeline.ring import RingReader
+
+_LAMPORTS_PER_SOL: Final = 10**9
+_ACCOUNT_WAIT_S: Final = 3600.0  # a localnet started after the ledger is still found
+
+
+@dataclasses.dataclass(frozen=True)
+class Reading:
+    """One reading of the account, or why it failed."""
+
+    balances: dict[str, float]
+    error: str = ""
+
+
+class ChainWatch:
+    """Reads the account's balances on request, in its own thread (see module doc)."""
+
+    def __init__(self, config: PipelineConfig, native_asset: str,
+                 log: logging.Logger) -> None:
+        self._config = config
+        self._native_asset = native_asset
+        self._log = log
+        self._requests: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self._readings: queue.SimpleQueue[Reading] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="chain-watch", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        self._requests.put(True)
+
+    def poll(self) -> Reading | None:
+        try:
+            return self._readings.get_nowait()
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        self._requests.put(False)
+        self._thread.join(timeout=5)
+
+    def _serve(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except Exception as exc:  # the watch must not take the ledger down
+            self._log.exception("chain watch stopped", extra={"event": "chain.watch_stopped"})
+            self._readings.put(Reading({}, f"chain watch stopped: {exc}"))
+
+    async def _main(self) -> None:
+        try:
+            account = await asyncio.to_thread(trading_account, self._config, _ACCOUNT_WAIT_S)
+            owner = load_keypair(account.keypair_path).pubkey()  # the secret is dropped here
+        except OperationalError as exc:
+            self._readings.put(Reading({}, str(exc)))
+            return
+        solana = self._config.executor.solana
+        retrier = Retrier(solana.rpc_attempts, solana.backoff_s, solana.rpc_timeout_s,
+                          self._log)
+        token_accounts = {asset: (associated_token_address(owner, Pubkey.from_string(mint)),
+                                  decimals) for asset, (mint, decimals) in account.mints.items()}
+        rpc = AsyncClient(account.rpc_url, commitment=Confirmed, timeout=solana.rpc_timeout_s)
+        try:
+            while await asyncio.to_thread(self._requests.get):
+                try:
+                    balances = await self._read(rpc, retrier, owner, token_accounts,
+                                                account.mints)
+                    self._readings.put(Reading(balances))
+                except Exception as exc:
+                    self._readings.put(Reading({}, f"{type(exc).__name__}: {exc}"))
+        finally:
+            await rpc.close()
+
+    async def _read(self, rpc: AsyncClient, retrier: Retrier, owner: Pubkey,
+                    token_accounts: dict[str, tuple[Pubkey, int]],
+                    mints: dict[str, tuple[str, int]]) -> dict[str, float]:
+        balances: dict[str, float] = {}
+        for asset, (address, decimals) in token_accounts.items():
+            info = await retrier.call("getAccountInfo", functools.partial(
+                rpc.get_account_info, address, Confirmed))
+            amount = unpack_account(bytes(info.value.data))[2] if info.value is not None else 0
+            balances[asset] = amount / 10**decimals
+        lamports = await retrier.call("getBalance", lambda: rpc.get_balance(owner, Confirmed))
+        native = lamports.value / _LAMPORTS_PER_SOL
+        wrapped = mints.get(self._native_asset, ("", 0))[0] == WRAPPED_SOL_MINT
+        balances[self._native_asset] = balances.get(self._native_asset, 0.0) + native \
+            if wrapped else native
+        return balances
+
+
+class ChainMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.mismatch = Gauge("pipeline_chain_balance_mismatch",
+                              "1 while the last chain reading differs from the ledger",
+                              registry=registry)
+        self.balance = Gauge("pipeline_chain_balance", "Balance read from the chain",
+                             ["asset"], registry=registry)
+        self.readings = Counter("pipeline_chain_readings_total",
+                                "Chain balance readings by outcome", ["outcome"],
+                                registry=registry)
+
+
+class ChainCheck:
+    """The ledger's side: when to read, whether a reading counts, what a mismatch does."""
+
+    def __init__(self, watch: ChainWatch, store: LedgerStore, *,
+                 reports: Callable[[], RingReader], tolerance: float, interval_s: float,
+                 on_mismatch: Callable[[str, dict[str, tuple[float, float]]], None],
+                 registry: CollectorRegistry, log: logging.Logger) -> None:
+        self._watch = watch
+        self._store = store
+        self._reports = reports
+        self._tolerance = tolerance
+        self._interval_s = interval_s
+        self._on_mismatch = on_mismatch
+        self._metrics = ChainMetrics(registry)
+        self._log = log
+        self._read_assets = store.chain_assets_read()
+        self._has_fills = store.has_fills()
+        self._reason = "startup"  # why the next reading is wanted; "" when none is
+        self._asked_at_seq: int | None = None
+        self._next_try_s = 0.0
+        self.mismatched = False
+
+    def close(self) -> None:
+        self._watch.close()
+
+    @property
+    def waiting(self) -> bool:
+        """A reading was requested and has not arrived."""
+        return self._asked_at_seq is not None
+
+    def committed(self, fills: int, moved_money: bool) -> None:
+        """A commit happened: read again if it moved money."""
+        self._has_fills = self._has_fills or fills > 0
+        if moved_money:
+            self._reason = self._reason or "fills"
+
+    def step(self, now_s: float) -> None:
+        reading = self._watch.poll()
+        if reading is not None:
+            self._settle(reading, now_s)
+        if self._asked_at_seq is not None or not self._reason or now_s < self._next_try_s:
+            return
+        self._next_try_s = now_s + self._interval_s
+        reports = self._reports()
+        if reports.available() or self._store.open_orders():
+            return  # something may be landing right now: the reading would not compare
+        self._asked_at_seq = reports.write_seq
+        self._watch.request()
+
+    def _settle(self, reading: Reading, now_s: float) -> None:
+        asked_at, self._asked_at_seq = self._asked_at_seq, None
+        if reading.error:
+            self._metrics.readings.labels("error").inc()
+            self._log.warning("chain balances not read: %s", reading.error,
+                              extra={"event": "chain.read_failed"})
+            return
+        if asked_at != self._reports().write_seq:
+            self._metrics.readings.labels("stale").inc()
+            self._next_try_s = now_s  # reports arrived meanwhile: ask again when quiet
+            return
+        self._metrics.readings.labels("compared").inc()
+        opening = {} if self._has_fills else {
+            asset: amount for asset, amount in reading.balances.items()
+            if asset not in self._read_assets}
+        self._store.record_chain_balances(reading.balances, self._reason, opening=opening)
+        self._read_assets |= set(reading.balances)
+        self._reason = ""
+        ledger = self._store.balances()
+        differences = {asset: (amount, ledger.get(asset, 0.0))
+                       for asset, amount in reading.balances.items()
+                       if abs(amount - ledger.get(asset, 0.0)) > self._tolerance}
+        for asset, amount in reading.balances.items():
+            self._metrics.balance.labels(asset).set(amount)
+        self._metrics.mismatch.set(1 if differences else 0)
+        if differences and not self.mismatched:
+            self._on_mismatch("; ".join(f"{asset}: chain {chain} vs ledger {booked}"
+                                        for asset, (chain, booked) in differences.items()),
+                              differences)
+        self.mismatched = bool(differences)

@@ -1,0 +1,158 @@
+"""The ledger's chain check against a real localnet: readings recorded next to the ledger's
+amounts, opening balances adopted once, a transfer nobody booked stops trading, and a
+reading taken while reports arrived is discarded."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from localnet_kit import Localnet, running_localnet
+from prometheus_client import CollectorRegistry
+from solders.account import Account
+from sqlalchemy import Engine, text
+from testkit import eventually, unique_name
+
+from pipeline.config import PipelineConfig, load_config
+from pipeline.executor.solana.account import NATIVE_SOL
+from pipeline.executor.solana.tokens import pack_account, unpack_account
+from pipeline.ledger.chain_watch import ChainCheck, ChainWatch
+from pipeline.ledger.db import init_db, make_engine
+from pipeline.ledger.store import LedgerStore
+from pipeline.localnet.manifest import Manifest
+from pipeline.records import REPORT_DTYPE, OrderStatus
+from pipeline.ring import RingReader, RingSpec, RingWriter
+
+RUN_ID = uuid.uuid4()
+
+
+@dataclass
+class Rig:
+    net: Localnet
+    config: PipelineConfig
+    engine: Engine
+    store: LedgerStore
+    writer: RingWriter
+    reader: RingReader
+    check: ChainCheck
+    registry: CollectorRegistry
+    mismatches: list[str]
+
+    def settle(self, what: str, done: str = "compared") -> None:
+        """Step the check like the ledger loop does until a reading has ``done``."""
+        before = self.sample(done)
+
+        def settled() -> bool:
+            self.check.step(1e9)  # far in the future: never held back by the interval
+            return self.sample(done) > before
+
+        eventually(settled, timeout_s=20, interval_s=0.01, message=what)
+
+    def sample(self, outcome: str) -> float:
+        value = self.registry.get_sample_value("pipeline_chain_readings_total",
+                                               {"outcome": outcome})
+        return value or 0.0
+
+    def rows(self, sql: str) -> list[tuple[object, ...]]:
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql)).all()]
+
+
+@pytest.fixture
+def rig(tmp_path: Path, shm_dir: Path) -> Iterator[Rig]:
+    data_dir = tmp_path / "var"
+    with running_localnet(tmp_path / "net") as net:
+        world = net.world
+        Manifest(url=net.url, trader_keypair=str(world.trader_key_path),
+                 trader=str(world.trader.pubkey()), maker=str(world.maker.pubkey()),
+                 mints={a.name: (str(a.mint), a.decimals) for a in world.assets.values()},
+                 pid=0).write(data_dir / "run")
+        config = load_config(environ={}, overrides={"env": "localnet",
+                                                    "data_dir": str(data_dir)})
+        engine = make_engine(config.paths.database)
+        init_db(engine, config.env, config.ledger)
+        store = LedgerStore(engine, config.symbol_table(), config.ledger,
+                            native_asset=NATIVE_SOL)
+        spec = RingSpec(unique_name("reports"), REPORT_DTYPE, 64, lossless=True,
+                        readers=("ledger",))
+        writer = RingWriter(spec, env="localnet", run_id=RUN_ID, shm_dir=shm_dir)
+        reader = RingReader(spec, "ledger", env="localnet", run_id=RUN_ID, shm_dir=shm_dir)
+        registry = CollectorRegistry()
+        mismatches: list[str] = []
+        log = logging.getLogger("test.chain")
+        check = ChainCheck(ChainWatch(config, NATIVE_SOL, log), store, reports=lambda: reader,
+                           tolerance=1e-6, interval_s=0.0,
+                           on_mismatch=lambda problem, _d: mismatches.append(problem),
+                           registry=registry, log=log)
+        try:
+            yield Rig(net, config, engine, store, writer, reader, check, registry, mismatches)
+        finally:
+            check.close()
+            reader.close()
+            writer.close()
+            engine.dispose()
+
+
+def _take_tokens(net: Localnet, asset: str, amount: int) -> None:
+    """Move trader tokens without any order: money the ledger never booked."""
+    key = net.world.token_account(net.world.trader.pubkey(), asset)
+    account = net.chain.account(key)
+    assert account is not None
+    mint, owner, held = unpack_account(bytes(account.data))
+    net.chain.set_account(key, Account(account.lamports, pack_account(mint, owner, held - amount),
+                                       account.owner, account.executable, account.rent_epoch))
+
+
+def test_the_startup_reading_is_recorded_and_adopts_the_opening_balances(rig: Rig) -> None:
+    rig.settle("the start-up reading")
+    readings = {asset: (amount, ledger) for asset, amount, ledger in rig.rows(
+        "SELECT asset, amount, ledger_amount FROM chain_balances WHERE reason = 'startup'")}
+    trader_sol = rig.net.chain.account(rig.net.world.trader.pubkey())
+    assert trader_sol is not None
+    assert readings == {"SOL": (10.0, 10.0), "USDT": (100_000.0, 100_000.0),
+                        NATIVE_SOL: (trader_sol.lamports / 1e9, trader_sol.lamports / 1e9)}
+    assert rig.store.balances()[NATIVE_SOL] == trader_sol.lamports / 1e9
+    assert rig.rows("SELECT count(*) FROM audit_log WHERE action = 'balances.opening'") == [
+        (1,)]
+    assert rig.registry.get_sample_value("pipeline_chain_balance_mismatch") == 0
+    assert rig.mismatches == []
+
+
+def test_a_transfer_nobody_booked_is_a_mismatch(rig: Rig) -> None:
+    rig.settle("the start-up reading")
+    _take_tokens(rig.net, "USDT", 5 * 10**6)
+    rig.check.committed(fills=1, moved_money=True)
+    rig.settle("the reading after the transfer")
+    assert rig.mismatches == ["USDT: chain 99995.0 vs ledger 100000.0"]
+    assert rig.registry.get_sample_value("pipeline_chain_balance_mismatch") == 1
+    assert rig.rows("SELECT amount, ledger_amount FROM chain_balances WHERE asset = 'USDT' "
+                    "AND reason = 'fills'") == [(99_995.0, 100_000.0)]
+    # Fills exist now: a later reading never adopts the chain's numbers as opening balances.
+    assert rig.rows("SELECT count(*) FROM audit_log WHERE action = 'balances.opening'") == [
+        (1,)]
+
+
+def test_a_reading_taken_while_reports_arrived_is_discarded(rig: Rig) -> None:
+    rig.check.step(1e9)  # asks for the start-up reading
+    assert rig.check.waiting
+    report = np.zeros(1, dtype=REPORT_DTYPE)
+    report["status"] = OrderStatus.NEW
+    rig.writer.write(report)  # a NEW report: its transaction may be landing now
+    rig.settle("the stale reading", done="stale")
+    assert rig.rows("SELECT count(*) FROM chain_balances") == [(0,)]
+    rig.reader.advance(1)  # the ledger commits it: quiet again, the reading is retried
+    rig.settle("the retried reading")
+    assert rig.rows("SELECT count(*) FROM chain_balances WHERE reason = 'startup'") == [(3,)]
+
+
+def test_no_reading_is_asked_for_while_the_ledger_has_unread_reports(rig: Rig) -> None:
+    report = np.zeros(1, dtype=REPORT_DTYPE)
+    rig.writer.write(report)
+    for _ in range(5):
+        rig.check.step(1e9)
+    assert not rig.check.waiting
