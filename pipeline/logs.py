@@ -35,6 +35,9 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+_CHATTY_LIBRARIES = ("httpx2", "httpx", "httpcore", "hpack")
+
+
 def setup_logging(process: str, env: str, log_dir: Path | None, *, level: str = "INFO",
                   keep_days: int = 30, to_stderr: bool = True) -> logging.Logger:
     """Configure the root logger for this process and return the process's logger."""
@@ -57,4 +60,6 @@ def setup_logging(process: str, env: str, log_dir: Path | None, *, level: str = 
         handler.addFilter(context)
         root.addHandler(handler)
     root.setLevel(level)
+    for chatty in _CHATTY_LIBRARIES:  # a line per HTTP request would drown the events
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
     return logging.getLogger(f"pipeline.{process}")

@@ -2,7 +2,8 @@
 
 With a chain venue the ledger reads the account's balances (SPL token accounts and native
 SOL) at start-up and after commits that moved money, and records each reading in
-``chain_balances`` next to its own amount. A difference beyond the tolerance means money
+``chain_balances`` next to its own amount. The first reading of each asset sets the
+ledger's opening balance for it. A later difference beyond the tolerance means money
 moved that the ledger did not book (a duplicate send that landed, a lost fill, a transfer
 nobody booked): the ledger turns TRADE_ENABLED off (re-enabling needs the multisig, after
 a human has looked) and sets ``pipeline_chain_balance_mismatch``.
@@ -44,6 +45,8 @@ from pipeline.ring import RingReader
 
 _LAMPORTS_PER_SOL: Final = 10**9
 _ACCOUNT_WAIT_S: Final = 3600.0  # a localnet started after the ledger is still found
+_PROBE_S: Final = 0.05  # how often to look for a quiet moment while a reading is wanted
+_CLOSING_WAIT_S: Final = 3.0  # how long a stopping ledger waits for its closing reading
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,10 +159,11 @@ class ChainCheck:
         self._metrics = ChainMetrics(registry)
         self._log = log
         self._read_assets = store.chain_assets_read()
-        self._has_fills = store.has_fills()
         self._reason = "startup"  # why the next reading is wanted; "" when none is
         self._asked_at_seq: int | None = None
-        self._next_try_s = 0.0
+        self._next_try_s = 0.0  # the interval between readings
+        self._next_probe_s = 0.0  # between looks for a quiet moment
+        self._closing_deadline_s: float | None = None
         self.mismatched = False
 
     def close(self) -> None:
@@ -170,9 +174,13 @@ class ChainCheck:
         """A reading was requested and has not arrived."""
         return self._asked_at_seq is not None
 
-    def committed(self, fills: int, moved_money: bool) -> None:
+    @property
+    def wants_reading(self) -> bool:
+        """A reading is due or on its way: the ledger should not sleep long."""
+        return bool(self._reason) or self.waiting
+
+    def committed(self, moved_money: bool) -> None:
         """A commit happened: read again if it moved money."""
-        self._has_fills = self._has_fills or fills > 0
         if moved_money:
             self._reason = self._reason or "fills"
 
@@ -180,14 +188,32 @@ class ChainCheck:
         reading = self._watch.poll()
         if reading is not None:
             self._settle(reading, now_s)
-        if self._asked_at_seq is not None or not self._reason or now_s < self._next_try_s:
+        if self._asked_at_seq is not None or not self._reason \
+                or now_s < max(self._next_try_s, self._next_probe_s):
             return
-        self._next_try_s = now_s + self._interval_s
+        self._next_probe_s = now_s + _PROBE_S
         reports = self._reports()
         if reports.available() or self._store.open_orders():
             return  # something may be landing right now: the reading would not compare
         self._asked_at_seq = reports.write_seq
         self._watch.request()
+
+    def closing(self, now_s: float) -> bool:
+        """Called while the ledger drains (the executor has stopped): take a closing
+        reading if money moved since the last one; True when done or given up."""
+        if self._closing_deadline_s is None:
+            self._closing_deadline_s = now_s + _CLOSING_WAIT_S
+            self._next_try_s = 0.0
+            if self._reason and self._reason != "startup":
+                self._reason = "shutdown"
+        if not self._reason:
+            return True
+        if now_s > self._closing_deadline_s:
+            self._log.warning("no closing chain reading (nothing quiet or no answer)",
+                              extra={"event": "chain.no_closing_reading"})
+            return True
+        self.step(now_s)
+        return not self._reason
 
     def _settle(self, reading: Reading, now_s: float) -> None:
         asked_at, self._asked_at_seq = self._asked_at_seq, None
@@ -198,15 +224,18 @@ class ChainCheck:
             return
         if asked_at != self._reports().write_seq:
             self._metrics.readings.labels("stale").inc()
-            self._next_try_s = now_s  # reports arrived meanwhile: ask again when quiet
-            return
+            return  # reports arrived meanwhile: ask again at the next quiet moment
         self._metrics.readings.labels("compared").inc()
-        opening = {} if self._has_fills else {
-            asset: amount for asset, amount in reading.balances.items()
-            if asset not in self._read_assets}
+        # The first reading of an asset opens its account: the ledger takes the chain's
+        # amount (an audited "opening balance" row). Trading may have started before the
+        # first quiet moment, so this does not wait for "no fills yet"; from then on the
+        # ledger's bookings must explain every change.
+        opening = {asset: amount for asset, amount in reading.balances.items()
+                   if asset not in self._read_assets}
         self._store.record_chain_balances(reading.balances, self._reason, opening=opening)
         self._read_assets |= set(reading.balances)
         self._reason = ""
+        self._next_try_s = now_s + self._interval_s
         ledger = self._store.balances()
         differences = {asset: (amount, ledger.get(asset, 0.0))
                        for asset, amount in reading.balances.items()

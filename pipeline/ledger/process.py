@@ -28,7 +28,7 @@ from pipeline.reattach import follow
 from pipeline.ring import RingReader
 from pipeline.runtime import Runtime, Service
 
-_CHAIN_POLL_S: Final = 0.05  # how often to look for a requested chain reading
+_CHAIN_POLL_S: Final = 0.05  # how often to step the chain check while it wants a reading
 
 
 class LedgerService(Service):
@@ -151,7 +151,7 @@ class LedgerService(Service):
         self.duplicates += result.duplicates
         self._fills_total += result.fills
         if self._chain is not None:
-            self._chain.committed(result.fills, moved_money=result.balances_changed > 0)
+            self._chain.committed(moved_money=result.balances_changed > 0)
         self._metrics.reports.inc(len(batch))
         self._metrics.duplicates.inc(result.duplicates)
         self._metrics.commit_seconds.observe(result.commit_seconds)
@@ -159,14 +159,16 @@ class LedgerService(Service):
         return True
 
     def idle_timeout_s(self) -> float | None:
-        if self._chain is not None and self._chain.waiting:
+        if self._chain is not None and self._chain.wants_reading:
             return min(self._wait_s or _CHAIN_POLL_S, _CHAIN_POLL_S)
         return self._wait_s
 
     def drain(self) -> bool:
         self._commit_when_due()
         self._health.check(time.monotonic())
-        return self._reports.available() == 0
+        if self._reports.available():
+            return False
+        return self._chain is None or self._chain.closing(time.monotonic())
 
     def _chain_mismatch(self, problem: str, differences: dict[str, tuple[float, float]]) -> None:
         """Chain and ledger disagree: trading stops until the multisig re-enables it."""

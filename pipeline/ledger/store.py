@@ -259,10 +259,6 @@ class LedgerStore:
             return int(conn.scalar(select(func.count()).select_from(Order)
                                    .where(Order.status == "new")) or 0)
 
-    def has_fills(self) -> bool:
-        with self._engine.connect() as conn:
-            return conn.scalar(select(Fill.id).limit(1)) is not None
-
     def chain_assets_read(self) -> set[str]:
         """Assets the chain has ever been read for (opening balances are taken only once)."""
         with self._engine.connect() as conn:
@@ -272,8 +268,8 @@ class LedgerStore:
                               opening: Mapping[str, float] | None = None) -> None:
         """Store one chain reading next to the ledger's amounts, in one transaction.
 
-        ``opening``: assets whose ledger balance is set to the chain's first (the ledger
-        adopts the account's opening balances before it has booked any fill), audited.
+        ``opening``: assets whose ledger balance is set to the chain's (the first reading
+        of an asset opens its account), audited with the ledger's amount before.
         """
         now = utc_now()
         opening = dict(opening or {})

@@ -109,4 +109,3 @@ def test_open_orders_counts_orders_still_new(chain_store: LedgerStore,
     assert chain_store.open_orders() == 2
     chain_store.apply(make_reports([1]), {})
     assert chain_store.open_orders() == 1
-    assert chain_store.has_fills()
