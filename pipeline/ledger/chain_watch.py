@@ -1,7 +1,8 @@
 """The trading account on chain against the ledger: readings recorded, a mismatch stops trading.
 
 With a chain venue the ledger reads the account's balances (SPL token accounts and native
-SOL) at start-up and after commits that moved money, and records each reading in
+SOL) at start-up, after commits that moved money and at least every ``recheck_s`` (money
+can leave a wallet without any order), and records each reading in
 ``chain_balances`` next to its own amount. The first reading of each asset sets the
 ledger's opening balance for it. A later difference beyond the tolerance means money
 moved that the ledger did not book (a duplicate send that landed, a lost fill, a transfer
@@ -148,6 +149,7 @@ class ChainCheck:
 
     def __init__(self, watch: ChainWatch, store: LedgerStore, *,
                  reports: Callable[[], RingReader], tolerance: float, interval_s: float,
+                 recheck_s: float,
                  on_mismatch: Callable[[str, dict[str, tuple[float, float]]], None],
                  registry: CollectorRegistry, log: logging.Logger) -> None:
         self._watch = watch
@@ -155,6 +157,8 @@ class ChainCheck:
         self._reports = reports
         self._tolerance = tolerance
         self._interval_s = interval_s
+        self._recheck_s = recheck_s
+        self._last_reading_s = 0.0
         self._on_mismatch = on_mismatch
         self._metrics = ChainMetrics(registry)
         self._log = log
@@ -188,6 +192,8 @@ class ChainCheck:
         reading = self._watch.poll()
         if reading is not None:
             self._settle(reading, now_s)
+        if not self._reason and now_s >= self._last_reading_s + self._recheck_s:
+            self._reason = "periodic"
         if self._asked_at_seq is not None or not self._reason \
                 or now_s < max(self._next_try_s, self._next_probe_s):
             return
@@ -236,6 +242,7 @@ class ChainCheck:
         self._read_assets |= set(reading.balances)
         self._reason = ""
         self._next_try_s = now_s + self._interval_s
+        self._last_reading_s = now_s
         ledger = self._store.balances()
         differences = {asset: (amount, ledger.get(asset, 0.0))
                        for asset, amount in reading.balances.items()

@@ -85,7 +85,8 @@ class LedgerService(Service):
             self._chain = ChainCheck(
                 ChainWatch(config, native, runtime.log), self._store,
                 reports=lambda: self._reports, tolerance=solana.balance_tolerance,
-                interval_s=solana.balance_check_interval_s, on_mismatch=self._chain_mismatch,
+                interval_s=solana.balance_check_interval_s,
+                recheck_s=solana.balance_recheck_s, on_mismatch=self._chain_mismatch,
                 registry=runtime.registry, log=runtime.log)
         self._publish_trade_enabled()
 

@@ -21,8 +21,8 @@ class LocalnetConfig:
     """``pipeline localnet``: a JSON-RPC + Jupiter-shaped server on one local port.
 
     Starting balances apply only when the localnet creates its accounts (the first start in
-    a data directory); afterwards the saved state is loaded. ``trader_balances`` should match
-    ``ledger.initial_balances`` so that the ledger and the chain agree from the start.
+    a data directory); afterwards the saved state is loaded. The ledger takes its opening
+    balances from its first chain reading, so they need not repeat ``ledger.initial_balances``.
     """
 
     host: str = "127.0.0.1"

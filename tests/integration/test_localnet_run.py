@@ -17,14 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import count, pipeline_cmd, pipeline_env, query, start_process
+from harness import count, log_events, pipeline_cmd, pipeline_env, query, start_process
+from solders.hash import Hash
+from solders.message import MessageV0
 from solders.pubkey import Pubkey
 from solders.signature import Signature
+from solders.transaction import VersionedTransaction
 from testkit import eventually
 
 from pipeline.executor.solana.account import NATIVE_SOL
 from pipeline.executor.solana.keys import load_keypair
 from pipeline.executor.solana.tokens import associated_token_address, unpack_account
+from pipeline.localnet.maker import transfer_checked
 
 LOCALNET = {
     "PIPELINE__LOCALNET__PORT": "0",
@@ -195,3 +199,78 @@ def test_sigkill_of_the_executor_between_send_and_confirmation(tmp_path: Path,
     assert_real_distinct_signatures(database)
     assert_chain_equals_ledger(data_dir, database)
     assert_chain_always_agreed(database)
+
+
+def _rpc(url: str, method: str, params: list[Any]) -> Any:
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+    request = urllib.request.Request(url, json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer = json.loads(response.read())
+    assert "error" not in answer, answer
+    return answer["result"]
+
+
+def _send_usdt_away(url: str, data_dir: Path, manifest: dict[str, Any], amount: int) -> None:
+    """A transfer out of the trader's wallet that no order made (a leaked key, a mistake)."""
+    trader = load_keypair(data_dir / "keys" / "localnet-trader.json")
+    mint = Pubkey.from_string(manifest["mints"]["USDT"][0])
+    maker = Pubkey.from_string(manifest["maker"])
+    instruction = transfer_checked(associated_token_address(trader.pubkey(), mint), mint,
+                                   associated_token_address(maker, mint), trader.pubkey(),
+                                   amount=amount, decimals=6)
+    blockhash = Hash.from_string(_rpc(url, "getLatestBlockhash", [])["value"]["blockhash"])
+    message = MessageV0.try_compile(trader.pubkey(), [instruction], [], blockhash)
+    tx = VersionedTransaction(message, [trader])
+    _rpc(url, "sendTransaction", [base64.b64encode(bytes(tx)).decode(),
+                                  {"encoding": "base64"}])
+
+
+def test_money_leaving_the_wallet_outside_the_pipeline_turns_trading_off(
+        tmp_path: Path, shm_dir: Path) -> None:
+    data_dir = tmp_path / "var"
+    database = data_dir / "ledger-localnet.sqlite"
+    env = _env(shm_dir, PIPELINE_CHILD="1", PIPELINE__EXECUTOR__SOLANA__BALANCE_RECHECK_S="0.2")
+    common = ["--env", "localnet", "--data-dir", str(data_dir)]
+    localnet = start_process("localnet", *common, env=env, quiet=True)
+    ledger = None
+    try:
+        manifest_path = data_dir / "run" / "localnet.json"
+        eventually(manifest_path.exists, timeout_s=30, interval_s=0.05, message="localnet up")
+        manifest = json.loads(manifest_path.read_text())
+        ledger = start_process("ledger", *common, env=env, quiet=True)
+        eventually(lambda: count(database, "SELECT count(*) FROM chain_balances") >= 3,
+                   timeout_s=30, interval_s=0.05, message="the start-up reading")
+        assert query(database, "SELECT value FROM config WHERE key = 'TRADE_ENABLED'") == [
+            ("true",)]
+        _send_usdt_away(manifest["url"], data_dir, manifest, 5 * 10**6)
+        eventually(lambda: query(database, "SELECT value FROM config WHERE key = "
+                                           "'TRADE_ENABLED'") == [("false",)],
+                   timeout_s=30, interval_s=0.05, message="trading turned off")
+        started = log_events(data_dir / "logs" / "ledger.log", "process.started")
+        port = started[-1]["metrics_port"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
+            metrics = page.read().decode()
+        assert "pipeline_chain_balance_mismatch 1.0" in metrics
+        assert 'pipeline_chain_balance{asset="USDT"} 99995.0' in metrics
+        ledger.send_signal(signal.SIGTERM)
+        ledger.wait(timeout=30)
+    finally:
+        for proc in (ledger, localnet):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    (actor, detail), = query(database, "SELECT actor, detail FROM audit_log WHERE "
+                                       "action = 'config.set'")
+    assert actor == "ledger.chain_check"
+    differences = json.loads(str(detail))["differences"]
+    assert differences["USDT"] == {"chain": 99_995.0, "ledger": 100_000.0}
+    fee = differences["native SOL"]["ledger"] - differences["native SOL"]["chain"]
+    assert abs(fee - 5_000 / 1e9) < 1e-12, "the transfer's fee, paid by the wallet"
+    assert log_events(data_dir / "logs" / "ledger.log", "chain.balance_mismatch")
+    assert query(database, "SELECT amount, ledger_amount FROM chain_balances WHERE asset = "
+                           "'USDT' ORDER BY id DESC LIMIT 1") == [(99_995.0, 100_000.0)]

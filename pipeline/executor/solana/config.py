@@ -49,6 +49,7 @@ class SolanaConfig:
     max_builds: int = 3  # fresh transactions per order after the previous one expired
     balance_tolerance: float = 1e-6  # asset units: chain vs ledger beyond this stops trading
     balance_check_interval_s: float = 1.0  # the ledger reads the chain at most this often
+    balance_recheck_s: float = 60.0  # and at least this often (a wallet drained elsewhere)
 
     def __post_init__(self) -> None:
         require(self.api in ("v1", "v2"), "executor.solana.api", self.api, "v1 or v2")
@@ -66,7 +67,7 @@ class SolanaConfig:
         require(self.max_fee_lamports > 0, "executor.solana.max_fee_lamports",
                 self.max_fee_lamports, "must be > 0")
         for name in ("rpc_timeout_s", "backoff_s", "resend_interval_s", "confirm_poll_s",
-                     "balance_check_interval_s"):
+                     "balance_check_interval_s", "balance_recheck_s"):
             value = getattr(self, name)
             require(math.isfinite(value) and value > 0, f"executor.solana.{name}", value,
                     "must be a positive number of seconds")

@@ -87,7 +87,7 @@ def rig(tmp_path: Path, shm_dir: Path) -> Iterator[Rig]:
         mismatches: list[str] = []
         log = logging.getLogger("test.chain")
         check = ChainCheck(ChainWatch(config, NATIVE_SOL, log), store, reports=lambda: reader,
-                           tolerance=1e-6, interval_s=0.0,
+                           tolerance=1e-6, interval_s=0.0, recheck_s=3600.0,
                            on_mismatch=lambda problem, _d: mismatches.append(problem),
                            registry=registry, log=log)
         try:
