@@ -45,7 +45,8 @@ consecutive ticks of the symbol::
 
 Run it with ``[strategy] name = "my_package.dips:BuyTheDip"`` and
 ``params = {drop_bps = 30.0}``. Strategies that hold a target position can use
-:func:`target_orders`, which turns a per-tick target into the orders that move to it.
+:func:`target_orders`, which turns a per-tick target into the orders that move to it, and
+:meth:`Strategy.held` and :meth:`Strategy.working` to move from what is really held.
 """
 
 from __future__ import annotations
@@ -64,20 +65,33 @@ class Strategy(abc.ABC):
     """Turns batches of ticks into order intents; see the module docstring."""
 
     _exposure: Callable[[int], float] | None = None
+    _working: Callable[[int], bool] | None = None
 
     @abc.abstractmethod
     def on_ticks(self, ticks: np.ndarray) -> np.ndarray:
         """Return the ``INTENT_DTYPE`` records decided on this batch of ``TICK_DTYPE`` ticks."""
 
-    def bind_exposure(self, exposure: Callable[[int], float]) -> None:
+    def bind_exposure(self, exposure: Callable[[int], float],
+                      working: Callable[[int], bool] | None = None) -> None:
         """Size orders against what is really held or in flight (filled + open orders).
 
         The strategy process and the backtest bind the risk engine's exposure here, so a
         target-based strategy whose order was rejected sends the difference again instead
         of believing it holds the target. Unbound (unit tests, research) a strategy trades
         against its own previous target.
+
+        ``working`` (bound by the live strategy process) tells whether an order of the
+        symbol is still open. A target strategy waits for it to end before it orders again:
+        a real venue cannot sell what a buy has not delivered yet, and a fill that differs
+        from the order (a swap's output) is only known when it ends. Backtests fill at the
+        next tick and leave it unbound.
         """
         self._exposure = exposure
+        self._working = working
+
+    def working(self, symbol_id: int) -> bool:
+        """True while an order of ``symbol_id`` is open (always False when unbound)."""
+        return self._working is not None and self._working(symbol_id)
 
     def held(self, symbol_id: int, previous_target: float) -> float:
         """The position to move from: the bound exposure, else ``previous_target``."""
@@ -106,6 +120,14 @@ def make_intents(
     return intents
 
 
+def min_order_quantity(min_quantity: float | None, quantity: float) -> float:
+    """A strategy's smallest order: ``min_quantity`` if given, else 1% of its ``quantity``."""
+    value = quantity / 100 if min_quantity is None else float(min_quantity)
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"min_quantity must be a finite number >= 0, got {min_quantity}")
+    return value
+
+
 def limit_prices(price: np.ndarray, side: np.ndarray, slippage_bps: float) -> np.ndarray:
     """Worst acceptable prices: ``slippage_bps`` above ``price`` for buys, below for sells."""
     return price * (1.0 + side * (slippage_bps / 1e4))
@@ -117,16 +139,21 @@ def target_orders(
     target: np.ndarray,
     previous_target: float,
     slippage_bps: float,
+    *,
+    min_quantity: float = 0.0,
 ) -> np.ndarray:
     """Orders that move the position to ``target`` (one per tick ``index``) as it changes.
 
     ``previous_target`` is the target after the last tick of the previous batch. Each change
-    becomes one limit order for the difference, priced off the tick that caused it.
+    becomes one limit order for the difference, priced off the tick that caused it; a
+    difference below ``min_quantity`` is no order (a swap rarely delivers the exact amount
+    ordered: chasing the dust would be an endless stream of tiny orders).
     """
     if index.size <= _SCALAR_MAX:
-        return _target_orders_scalar(ticks, index, target, previous_target, slippage_bps)
+        return _target_orders_scalar(ticks, index, target, previous_target, slippage_bps,
+                                     min_quantity=min_quantity)
     delta = target - np.concatenate(([previous_target], target[:-1]))
-    changed = np.flatnonzero(delta != 0.0)
+    changed = np.flatnonzero((delta != 0.0) & (np.abs(delta) >= min_quantity))
     side = np.where(delta[changed] > 0.0, Side.BUY, Side.SELL).astype(np.int8)
     price = ticks["price"][index[changed]]
     return make_intents(
@@ -140,6 +167,8 @@ def _target_orders_scalar(
     target: np.ndarray,
     previous_target: float,
     slippage_bps: float,
+    *,
+    min_quantity: float,
 ) -> np.ndarray:
     """:func:`target_orders` for live-sized batches in plain Python: the same float
     operations (difference, sign, ``price * (1 + side * slippage)``), identical records,
@@ -149,7 +178,7 @@ def _target_orders_scalar(
     for k, value in zip(index.tolist(), target.tolist(), strict=True):
         delta = value - previous
         previous = value
-        if delta != 0.0:
+        if delta != 0.0 and abs(delta) >= min_quantity:
             changes.append((k, 1 if delta > 0.0 else -1, abs(delta)))
     intents = empty(INTENT_DTYPE, len(changes))
     slippage = slippage_bps / 1e4

@@ -36,7 +36,7 @@ class StrategyService(Service):
         self.spin_us = config.strategy.spin_us
         self._strategy = load_strategy(config.strategy)
         self._risk = RiskEngine(config.risk)
-        self._strategy.bind_exposure(self._risk.position)
+        self._strategy.bind_exposure(self._risk.position, self._risk.working)
         self._ticks = RingReader(runtime.rings.ticks, "strategy", **runtime.ring_kwargs())
         self._intents = RingWriter(
             runtime.rings.intents,
@@ -165,7 +165,7 @@ class StrategyService(Service):
                     if config.strategy != self._runtime.config.strategy else None)
         self._risk.reconfigure(config.risk)
         if strategy is not None:
-            strategy.bind_exposure(self._risk.position)
+            strategy.bind_exposure(self._risk.position, self._risk.working)
             self._strategy = strategy
 
     def _pause(self, _args: Mapping[str, Any]) -> Mapping[str, Any]:

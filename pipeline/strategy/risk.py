@@ -56,6 +56,7 @@ class RiskEngine:
         self._filled: dict[int, float] = {}  # symbol -> signed filled position
         self._open_qty: dict[int, float] = {}  # symbol -> signed quantity of open orders
         self._open: dict[int, tuple[int, float]] = {}  # client order id -> (symbol, signed)
+        self._open_count: dict[int, int] = {}  # symbol -> orders accepted, not yet final
         self._tokens = config.max_orders_per_s
         self._refilled_ns: int | None = None
         self._counts = np.zeros(_REASON_SLOTS, dtype=np.int64)  # indexed by RejectReason
@@ -81,6 +82,10 @@ class RiskEngine:
         """Signed exposure: filled position plus open orders, base units."""
         return self._filled.get(symbol_id, 0.0) + self._open_qty.get(symbol_id, 0.0)
 
+    def working(self, symbol_id: int) -> bool:
+        """True while an accepted order of ``symbol_id`` has no final report."""
+        return self._open_count.get(symbol_id, 0) > 0
+
     def set_positions(self, filled: dict[int, float]) -> None:
         """Start from the ledger's filled positions (a restart; see the strategy process)."""
         self._filled = dict(filled)
@@ -97,6 +102,7 @@ class RiskEngine:
         for symbol, signed in zip(intents["symbol_id"].tolist(),
                                   (intents["side"] * intents["quantity"]).tolist(), strict=True):
             self._open_qty[symbol] = self._open_qty.get(symbol, 0.0) - signed
+            self._open_count[symbol] -= 1
 
     def on_reports(self, reports: np.ndarray) -> None:
         """Apply execution reports: fills move the position, final reports close orders."""
@@ -107,6 +113,7 @@ class RiskEngine:
             entry = self._open.pop(order_id, None)
             if entry is not None:  # ours: it no longer counts as open
                 self._open_qty[symbol] = self._open_qty.get(symbol, 0.0) - entry[1]
+                self._open_count[symbol] -= 1
             if filled:
                 self._filled[symbol] = self._filled.get(symbol, 0.0) + filled
 
@@ -182,6 +189,7 @@ class RiskEngine:
             return _MAX_ORDER_RATE
         self._tokens -= 1.0
         self._open_qty[symbol_id] = self._open_qty.get(symbol_id, 0.0) + signed_quantity
+        self._open_count[symbol_id] = self._open_count.get(symbol_id, 0) + 1
         return _ACCEPTED
 
     def _refill(self, now_ns: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.records import INTENT_DTYPE, empty
-from pipeline.strategy.api import Strategy, target_orders
+from pipeline.strategy.api import Strategy, min_order_quantity, target_orders
 from pipeline.strategy.rolling import RollingMoments
 
 
@@ -14,7 +14,9 @@ class ZScoreReversion(Strategy):
 
     ``z < -entry_z``: target long; ``z > entry_z``: target short (flat unless
     ``allow_short``); ``|z| < exit_z``: flat; in between: keep the previous target. A flat
-    window (std 0) reads as z = 0. Orders as in :func:`pipeline.strategy.api.target_orders`.
+    window (std 0) reads as z = 0. Orders as in :func:`pipeline.strategy.api.target_orders`
+    (differences below ``min_quantity``, default 1% of ``quantity``, are left alone); none
+    while one is working (see :meth:`Strategy.bind_exposure`).
     """
 
     def __init__(
@@ -27,6 +29,7 @@ class ZScoreReversion(Strategy):
         symbol_id: int = 1,
         allow_short: bool = False,
         limit_slippage_bps: float = 20.0,
+        min_quantity: float | None = None,
     ) -> None:
         if not 0.0 <= exit_z < entry_z < np.inf:
             raise ValueError(f"need 0 <= exit_z < entry_z, got exit_z={exit_z} entry_z={entry_z}")
@@ -41,6 +44,7 @@ class ZScoreReversion(Strategy):
         self._short = -float(quantity) if allow_short else 0.0
         self._symbol_id = symbol_id
         self._slippage_bps = float(limit_slippage_bps)
+        self._min_quantity = min_order_quantity(min_quantity, quantity)
         self._target = 0.0
 
     def on_ticks(self, ticks: np.ndarray) -> np.ndarray:
@@ -59,7 +63,10 @@ class ZScoreReversion(Strategy):
         signal[np.isnan(std)] = np.nan  # no opinion while the window fills: keep what is held
         held = self.held(self._symbol_id, self._target)
         target = self._hold(signal, held)
-        intents = target_orders(ticks, index, target, held, self._slippage_bps)
+        if self.working(self._symbol_id):
+            target[:] = held
+        intents = target_orders(ticks, index, target, held, self._slippage_bps,
+                                min_quantity=self._min_quantity)
         self._target = float(target[-1])
         return intents
 

@@ -16,7 +16,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import pytest
 from harness import count, log_events, pipeline_cmd, pipeline_env, query, start_process
 from solders.hash import Hash
 from solders.message import MessageV0
@@ -143,13 +142,6 @@ def _admin(url: str, body: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "issue #5, under observation: twice under heavy load a signed order ended as a "
-    "signature-less reject while its first transaction landed (OrderRunner.run rebuilt "
-    "after _land judged it expired); and the restarted executor crashed when it read the "
-    "orders table while the ledger was still creating it. Both are fixed (OrderRunner.run "
-    "looks up every earlier signature; a missing schema means nothing in flight) and the "
-    "test has passed since; the marker goes once CI history agrees."))
 def test_sigkill_of_the_executor_between_send_and_confirmation(tmp_path: Path,
                                                                 shm_dir: Path) -> None:
     data_dir = tmp_path / "var"

@@ -124,3 +124,28 @@ def test_intents_do_not_depend_on_batching(  # noqa: PLR0917 - hypothesis suppli
     pieces = [split.on_ticks(ticks[a:b]) for a, b in itertools.pairwise(edges)]
     together = np.concatenate(pieces)
     assert together.tolist() == whole.tolist()  # bit-for-bit, beyond the 1e-9 asked
+
+
+def test_no_order_while_one_works_and_no_chasing_of_dust(make_ticks: TickMaker) -> None:
+    """Live trading: a swap delivers slightly less than ordered (0.998 of 1.0) and a sell
+    may not go out before the buy it would sell has ended."""
+    rising = 100.0 + np.arange(30, dtype=float)
+    held, working = [0.0], [False]
+    strategy = EmaCross(fast=3, slow=10, quantity=1.0)
+    strategy.bind_exposure(lambda _s: held[0], lambda _s: working[0])
+    first = strategy.on_ticks(make_ticks(rising[:12]))
+    assert first["quantity"].tolist() == [1.0]
+    held[0], working[0] = 1.0, True  # the buy is open
+    falling = make_ticks(rising[12:][::-1] - 40.0, first_seq=13)
+    assert len(strategy.on_ticks(falling[:5])) == 0, "the target flipped, the buy still works"
+    held[0], working[0] = 0.998, False  # it filled a little short
+    exit_order = strategy.on_ticks(falling[5:6])
+    assert exit_order["side"].tolist() == [Side.SELL]
+    assert exit_order["quantity"].tolist() == [0.998]
+    held[0] = 0.0
+    strategy.on_ticks(falling[6:])
+    rebound = make_ticks(np.full(40, 200.0), first_seq=100)
+    buy = strategy.on_ticks(rebound[:1])
+    held[0] = 0.998
+    assert buy["side"].tolist() == [Side.BUY]
+    assert len(strategy.on_ticks(rebound[1:])) == 0, "0.002 short of the target is dust"

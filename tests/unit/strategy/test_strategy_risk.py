@@ -196,3 +196,23 @@ def test_a_restart_starts_from_the_ledger_position(engine: RiskEngine) -> None:
     _, reasons = engine.check(_intents([Side.BUY], [1.0], [150.0]), now_ns=0)
     assert reasons.tolist() == [RejectReason.MAX_POSITION]
     assert engine.position(1) == 9.5
+
+
+def test_an_order_works_from_acceptance_to_its_final_report(engine: RiskEngine) -> None:
+    accepted, _ = engine.check(_intents([Side.BUY, Side.BUY], [1.0, 1.0], [150.3, 150.3]),
+                               now_ns=0)
+    accepted["client_order_id"] = [11, 12]
+    engine.opened(accepted[:1])
+    engine.release(accepted[1:])  # never sent: it stops working at once
+    assert engine.working(1)
+    assert not engine.working(2)
+    new = empty(REPORT_DTYPE, 1)
+    new["client_order_id"], new["symbol_id"], new["side"] = 11, 1, Side.BUY
+    new["status"] = OrderStatus.NEW
+    engine.on_reports(new)
+    assert engine.working(1), "a NEW report is not the end of the order"
+    filled = new.copy()
+    filled["status"], filled["filled_qty"] = OrderStatus.FILLED, 0.998
+    engine.on_reports(filled)
+    assert not engine.working(1)
+    assert engine.position(1) == pytest.approx(0.998)
