@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sign.add_argument("--expires-in", type=float, default=600.0,
                       help="seconds until the message expires (default 600)")
     sign.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
+    reopen = sub.add_parser("balances-reopen", help="after an explained chain mismatch: the "
+                            "ledger takes the chain's balances at its next reading (ipc only)")
+    reopen.add_argument("--reason", required=True, help="recorded in the audit log")
     get = sub.add_parser("config-get", help="the ledger's runtime config (TRADE_ENABLED)")
     get.add_argument("key", nargs="?")
     watch = sub.add_parser("watch", help="live event stream; reports silent processes")
@@ -108,6 +111,8 @@ def _dispatch(args: argparse.Namespace, config: PipelineConfig) -> int:
             return commands.simple(client, args.processes or PROCESSES, "reload")
         if command == "config-get":
             return commands.config_get(client, args.key)
+        if command == "balances-reopen":
+            return commands.balances_reopen(client, args.reason)
         if command == "watch":
             return commands.watch(client, topics=args.topic or [""],
                                   timeout_s=config.run.heartbeat_timeout_s,

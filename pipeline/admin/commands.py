@@ -121,6 +121,14 @@ def _single(client: AdminClient, process: str, cmd: str, args: Mapping[str, Any]
         return exc
 
 
+def balances_reopen(client: AdminClient, reason: str, out: TextIO = sys.stdout) -> int:
+    result = _single(client, "ledger", "balances.reopen",
+                     {"operator": getpass.getuser(), "reason": reason})
+    return _report({"ledger": result}, lambda _p, r: (
+        "the ledger re-opens its balances at the next chain reading; trading stays "
+        f"{'enabled' if r.get('trade_enabled') else 'disabled'}"), out)
+
+
 def config_get(client: AdminClient, key: str | None, out: TextIO = sys.stdout) -> int:
     result = _single(client, "ledger", "config.get", {"key": key} if key else {})
     return _report({"ledger": result},

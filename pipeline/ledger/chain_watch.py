@@ -7,7 +7,9 @@ can leave a wallet without any order), and records each reading in
 ledger's opening balance for it. A later difference beyond the tolerance means money
 moved that the ledger did not book (a duplicate send that landed, a lost fill, a transfer
 nobody booked): the ledger turns TRADE_ENABLED off (re-enabling needs the multisig, after
-a human has looked) and sets ``pipeline_chain_balance_mismatch``.
+a human has looked) and sets ``pipeline_chain_balance_mismatch``. Once the difference is
+explained (a deposit, a withdrawal), the local operator's ``balances.reopen`` makes the next
+reading re-open every asset at the chain's amount, audited with who and why.
 
 A reading is only comparable while nothing is in flight. A transaction can only leave the
 executor after its NEW report is in the reports ring, so a reading is requested when the
@@ -56,6 +58,7 @@ class Reading:
 
     balances: dict[str, float]
     error: str = ""
+    fatal: bool = False  # the watch has stopped: no reading will come again
 
 
 class ChainWatch:
@@ -89,14 +92,14 @@ class ChainWatch:
             asyncio.run(self._main())
         except Exception as exc:  # the watch must not take the ledger down
             self._log.exception("chain watch stopped", extra={"event": "chain.watch_stopped"})
-            self._readings.put(Reading({}, f"chain watch stopped: {exc}"))
+            self._readings.put(Reading({}, f"chain watch stopped: {exc}", fatal=True))
 
     async def _main(self) -> None:
         try:
             account = await asyncio.to_thread(trading_account, self._config, _ACCOUNT_WAIT_S)
             owner = load_keypair(account.keypair_path).pubkey()  # the secret is dropped here
         except OperationalError as exc:
-            self._readings.put(Reading({}, str(exc)))
+            self._readings.put(Reading({}, str(exc), fatal=True))
             return
         solana = self._config.executor.solana
         retrier = Retrier(solana.rpc_attempts, solana.backoff_s, solana.rpc_timeout_s,
@@ -168,6 +171,8 @@ class ChainCheck:
         self._next_try_s = 0.0  # the interval between readings
         self._next_probe_s = 0.0  # between looks for a quiet moment
         self._closing_deadline_s: float | None = None
+        self._reopen: dict[str, str] | None = None  # who asked for a re-open, and why
+        self._stopped = False  # the watch cannot read the chain (logged once)
         self.mismatched = False
 
     def close(self) -> None:
@@ -181,7 +186,7 @@ class ChainCheck:
     @property
     def wants_reading(self) -> bool:
         """A reading is due or on its way: the ledger should not sleep long."""
-        return bool(self._reason) or self.waiting
+        return not self._stopped and (bool(self._reason) or self.waiting)
 
     def committed(self, moved_money: bool) -> None:
         """A commit happened: read again if it moved money."""
@@ -192,6 +197,8 @@ class ChainCheck:
         reading = self._watch.poll()
         if reading is not None:
             self._settle(reading, now_s)
+        if self._stopped:
+            return
         if not self._reason and now_s >= self._last_reading_s + self._recheck_s:
             self._reason = "periodic"
         if self._asked_at_seq is not None or not self._reason \
@@ -204,6 +211,12 @@ class ChainCheck:
         self._asked_at_seq = reports.write_seq
         self._watch.request()
 
+    def reopen(self, operator: str, reason: str) -> None:
+        """The next comparable reading re-opens every asset at the chain's amount."""
+        self._reopen = {"operator": operator, "reason": reason}
+        self._reason = "reopen"
+        self._next_try_s = 0.0
+
     def closing(self, now_s: float) -> bool:
         """Called while the ledger drains (the executor has stopped): take a closing
         reading if money moved since the last one; True when done or given up."""
@@ -212,7 +225,7 @@ class ChainCheck:
             self._next_try_s = 0.0
             if self._reason and self._reason != "startup":
                 self._reason = "shutdown"
-        if not self._reason:
+        if not self._reason or self._stopped:
             return True
         if now_s > self._closing_deadline_s:
             self._log.warning("no closing chain reading (nothing quiet or no answer)",
@@ -223,6 +236,12 @@ class ChainCheck:
 
     def _settle(self, reading: Reading, now_s: float) -> None:
         asked_at, self._asked_at_seq = self._asked_at_seq, None
+        if reading.fatal:
+            self._stopped = True
+            self._metrics.readings.labels("error").inc()
+            self._log.error("chain balances cannot be read; the ledger stops watching the "
+                            "chain: %s", reading.error, extra={"event": "chain.watch_stopped"})
+            return
         if reading.error:
             self._metrics.readings.labels("error").inc()
             self._log.warning("chain balances not read: %s", reading.error,
@@ -237,8 +256,10 @@ class ChainCheck:
         # first quiet moment, so this does not wait for "no fills yet"; from then on the
         # ledger's bookings must explain every change.
         opening = {asset: amount for asset, amount in reading.balances.items()
-                   if asset not in self._read_assets}
-        self._store.record_chain_balances(reading.balances, self._reason, opening=opening)
+                   if asset not in self._read_assets or self._reopen is not None}
+        self._store.record_chain_balances(reading.balances, self._reason, opening=opening,
+                                          reopened_by=self._reopen)
+        self._reopen = None
         self._read_assets |= set(reading.balances)
         self._reason = ""
         self._next_try_s = now_s + self._interval_s

@@ -11,12 +11,13 @@ With a chain venue the ledger also watches the trading account's balances on cha
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 
-from pipeline.control import Handler
+from pipeline.control import ControlError, Handler
 from pipeline.killflag import KillFlag, flag_path
 from pipeline.ledger.db import TRADE_ENABLED, init_db, make_engine
 from pipeline.ledger.governance import KillSwitch
@@ -195,7 +196,26 @@ class LedgerService(Service):
         self._metrics.trade_enabled.set(1.0 if value else 0.0)
 
     def handlers(self) -> dict[str, Handler]:
-        return self._kill_switch.handlers()
+        handlers = self._kill_switch.handlers()
+        if self._chain is not None:
+            handlers["balances.reopen"] = self._reopen_balances
+        return handlers
+
+    def _reopen_balances(self, args: Mapping[str, Any]) -> Mapping[str, Any]:
+        """After a mismatch is explained: the next chain reading becomes the books' balances.
+
+        Local operator only (the ipc socket only the operator's user can open); trading
+        stays off until the multisig enables it, and the audit row names who and why."""
+        if not self._runtime.endpoints.is_local():
+            raise ControlError("forbidden", "balances.reopen is for the local operator only")
+        operator, reason = args.get("operator"), args.get("reason")
+        if not isinstance(operator, str) or not isinstance(reason, str) or not reason.strip():
+            raise ControlError("bad_args", "operator and a non-empty reason are required")
+        assert self._chain is not None
+        self._chain.reopen(operator[:200], reason[:200])
+        self._runtime.log.warning("balances re-open requested by %s: %s", operator, reason,
+                                  extra={"event": "chain.reopen_requested"})
+        return {"queued": True, "trade_enabled": self._trade_enabled}
 
     def heartbeat(self) -> dict[str, Any]:
         self._trade_enabled = self._store.trade_enabled()

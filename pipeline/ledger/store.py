@@ -265,23 +265,28 @@ class LedgerStore:
             return set(conn.scalars(select(ChainBalance.asset).distinct()))
 
     def record_chain_balances(self, chain: Mapping[str, float], reason: str, *,
-                              opening: Mapping[str, float] | None = None) -> None:
+                              opening: Mapping[str, float] | None = None,
+                              reopened_by: Mapping[str, str] | None = None) -> None:
         """Store one chain reading next to the ledger's amounts, in one transaction.
 
         ``opening``: assets whose ledger balance is set to the chain's (the first reading
-        of an asset opens its account), audited with the ledger's amount before.
+        of an asset opens its account; an operator's re-open, ``reopened_by``, all of
+        them), audited with the ledger's amount before.
         """
         now = utc_now()
         opening = dict(opening or {})
         with self._engine.begin() as conn:
             if opening:
+                kind = "re-opened (chain)" if reopened_by else "opening balance (chain)"
                 conn.execute(insert(Balance), [
-                    {"asset": asset, "amount": amount, "ts": now,
-                     "reason": "opening balance (chain)"}
+                    {"asset": asset, "amount": amount, "ts": now, "reason": kind}
                     for asset, amount in sorted(opening.items())])
-                write_audit(conn, now, "ledger", "balances.opening", {
-                    "chain": dict(sorted(opening.items())),
-                    "ledger_before": {a: self._balances.get(a) for a in sorted(opening)}})
+                write_audit(conn, now, (reopened_by or {}).get("operator", "ledger"),
+                            "balances.reopened" if reopened_by else "balances.opening", {
+                                **(reopened_by or {}),
+                                "chain": dict(sorted(opening.items())),
+                                "ledger_before": {a: self._balances.get(a)
+                                                  for a in sorted(opening)}})
             ledger = {**self._balances, **opening}
             conn.execute(insert(ChainBalance), [
                 {"asset": asset, "amount": amount, "ledger_amount": ledger.get(asset, 0.0),

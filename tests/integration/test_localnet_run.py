@@ -245,6 +245,19 @@ def test_money_leaving_the_wallet_outside_the_pipeline_turns_trading_off(
             metrics = page.read().decode()
         assert "pipeline_chain_balance_mismatch 1.0" in metrics
         assert 'pipeline_chain_balance{asset="USDT"} 99995.0' in metrics
+        # The operator explains it (a withdrawal) and re-opens the books at the chain's.
+        reopened = subprocess.run(pipeline_cmd("admin", "--env", "localnet", "--data-dir",
+                                               str(data_dir), "balances-reopen", "--reason",
+                                               "withdrew 5 USDT to cold storage"),
+                                  env=env, capture_output=True, text=True, timeout=60,
+                                  check=False)
+        assert reopened.returncode == 0, reopened.stdout + reopened.stderr
+        assert "trading stays disabled" in reopened.stdout
+        eventually(lambda: count(database, "SELECT count(*) FROM chain_balances WHERE "
+                                           "reason = 'reopen'") == 3,
+                   timeout_s=30, interval_s=0.05, message="the re-opening reading")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
+            assert "pipeline_chain_balance_mismatch 0.0" in page.read().decode()
         ledger.send_signal(signal.SIGTERM)
         ledger.wait(timeout=30)
     finally:
@@ -264,5 +277,14 @@ def test_money_leaving_the_wallet_outside_the_pipeline_turns_trading_off(
     fee = differences["native SOL"]["ledger"] - differences["native SOL"]["chain"]
     assert abs(fee - 5_000 / 1e9) < 1e-12, "the transfer's fee, paid by the wallet"
     assert log_events(data_dir / "logs" / "ledger.log", "chain.balance_mismatch")
-    assert query(database, "SELECT amount, ledger_amount FROM chain_balances WHERE asset = "
-                           "'USDT' ORDER BY id DESC LIMIT 1") == [(99_995.0, 100_000.0)]
+    usdt = query(database, "SELECT amount, ledger_amount, reason FROM chain_balances WHERE "
+                           "asset = 'USDT' ORDER BY id")
+    assert (99_995.0, 100_000.0, "periodic") in usdt, "the reading that found the difference"
+    assert (99_995.0, 99_995.0, "reopen") in usdt
+    assert query(database, "SELECT amount, reason FROM balances WHERE asset = 'USDT' "
+                           "ORDER BY id DESC LIMIT 1") == [(99_995.0, "re-opened (chain)")]
+    (reopen_detail,), = query(database, "SELECT detail FROM audit_log WHERE "
+                                        "action = 'balances.reopened'")
+    assert json.loads(str(reopen_detail))["reason"] == "withdrew 5 USDT to cold storage"
+    assert query(database, "SELECT value FROM config WHERE key = 'TRADE_ENABLED'") == [
+        ("false",)], "re-enabling is the multisig's call"

@@ -184,3 +184,37 @@ def test_a_draining_ledger_takes_a_closing_reading_when_money_moved(rig: Rig) ->
     eventually(lambda: rig.check.closing(time.monotonic()), timeout_s=10, interval_s=0.01,
                message="the closing reading")
     assert rig.rows("SELECT count(*) FROM chain_balances WHERE reason = 'shutdown'") == [(3,)]
+
+
+def test_an_account_that_cannot_be_read_stops_the_watch_once(tmp_path: Path,
+                                                           shm_dir: Path) -> None:
+    """devnet without [executor.solana] endpoints: one error, then no more asking."""
+    config = load_config(environ={}, overrides={"env": "devnet", "data_dir": str(tmp_path),
+                                                "executor": {"venue": "solana"}})
+    engine = make_engine(config.paths.database)
+    init_db(engine, config.env, config.ledger)
+    store = LedgerStore(engine, config.symbol_table(), config.ledger, native_asset=NATIVE_SOL)
+    spec = RingSpec(unique_name("reports"), REPORT_DTYPE, 64, lossless=True,
+                    readers=("ledger",))
+    reader = RingReader(spec, "ledger", env="devnet", run_id=RUN_ID, shm_dir=shm_dir)
+    registry = CollectorRegistry()
+    log = logging.getLogger("test.chain")
+    check = ChainCheck(ChainWatch(config, NATIVE_SOL, log), store, reports=lambda: reader,
+                       tolerance=1e-6, interval_s=0.0, recheck_s=0.0,
+                       on_mismatch=lambda _p, _d: None, registry=registry, log=log)
+
+    def gave_up() -> bool:
+        check.step(time.monotonic())
+        return not check.wants_reading
+
+    try:
+        eventually(gave_up, timeout_s=10, interval_s=0.01, message="the watch gave up")
+        for _ in range(20):
+            check.step(time.monotonic())
+        assert registry.get_sample_value("pipeline_chain_readings_total",
+                                         {"outcome": "error"}) == 1
+        assert check.closing(time.monotonic())
+    finally:
+        check.close()
+        reader.close()
+        engine.dispose()
