@@ -142,6 +142,10 @@ class RunConfig:
     stop_timeout_s: float = 15.0
     start_timeout_s: float = 20.0
     on_hang: str = "stop"  # stop | restart
+    # Scheduler slice per process, microseconds (see pipeline.sched); others keep the
+    # kernel's default. Short slices let the tick path preempt the rest when it wakes.
+    slice_us: dict[str, int] = field(default_factory=lambda: {
+        "ingest": 100, "strategy": 100, "executor": 100})
 
     def __post_init__(self) -> None:
         require(0 < self.heartbeat_interval_s < self.heartbeat_timeout_s,
@@ -149,6 +153,13 @@ class RunConfig:
                 "must be positive and below run.heartbeat_timeout_s")
         require(self.on_hang in ("stop", "restart"), "run.on_hang", self.on_hang,
                 "stop or restart")
+        for process, value in self.slice_us.items():
+            require(process in PROCESSES, f"run.slice_us.{process}", value,
+                    f"not a process ({', '.join(PROCESSES)})")
+            require(isinstance(value, int) and 100 <= value <= 100_000,
+                    f"run.slice_us.{process}", value,
+                    "must be an integer from 100 to 100000 (the kernel's range)")
+
 
 
 @dataclass(frozen=True)

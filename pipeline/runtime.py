@@ -43,6 +43,7 @@ from pipeline.logs import setup_logging
 from pipeline.metrics import CommonMetrics, serve
 from pipeline.records import INTENT_DTYPE, REPORT_DTYPE, TICK_DTYPE
 from pipeline.reload import ConfigReloader, config_digest
+from pipeline.sched import request_slice
 from pipeline.wakeup import BellRinger, Doorbell, Waiter
 
 _CONTROL_POLL_S = 0.005  # how often a busy loop answers control requests
@@ -245,6 +246,12 @@ def run_service(runtime: Runtime, make_service: Callable[[Runtime], Service]) ->
                             on_bad_request=lambda code: runtime.metrics.bad_control.labels(
                                 runtime.name, code).inc(),
                             bind=lambda sock: runtime.endpoints.bind(sock, runtime.name, "ctl"))
+    slice_us = config.run.slice_us.get(runtime.name)
+    if slice_us:
+        refused = request_slice(slice_us)
+        if refused:
+            log.warning("scheduler slice of %d us refused: %s", slice_us, refused,
+                        extra={"event": "process.slice_refused"})
     waiter = Waiter(runtime.doorbell, service.wake_readers(), spin_us=service.spin_us,
                     max_block_s=config.run.heartbeat_interval_s / 2)
     waiter.register(control.socket)

@@ -51,6 +51,8 @@ def test_only_the_offline_environments_trade_by_default() -> None:
     ({"env": "prod"}, "env"),
     ({"env": "mainnet"}, "executor.venue"),  # mainnet must never trade on paper
     ({"rings": {"ticks_capacity": 1000}}, "ticks_capacity"),
+    ({"run": {"slice_us": {"strategy": 50}}}, "run.slice_us.strategy"),
+    ({"run": {"slice_us": {"monitor": 100}}}, "run.slice_us.monitor"),
 ])
 def test_bad_values_are_refused_naming_the_key(overrides: dict[str, object], key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
