@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 from harness import count, log_events, pipeline_cmd, pipeline_env, query, start_process
 from solders.hash import Hash
 from solders.message import MessageV0
@@ -142,8 +143,13 @@ def _admin(url: str, body: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
-def test_sigkill_of_the_executor_between_send_and_confirmation(tmp_path: Path,
-                                                                shm_dir: Path) -> None:
+@pytest.mark.parametrize("trading_off_meanwhile", [False, True],
+                         ids=["trading-on", "kill-switch-while-down"])
+def test_sigkill_of_the_executor_between_send_and_confirmation(
+        tmp_path: Path, shm_dir: Path, trading_off_meanwhile: bool) -> None:
+    """With ``trading_off_meanwhile`` the operator also turns trading off while the executor
+    is down: the restarted executor still settles what was signed before (a fill must not
+    be lost to the kill switch) and sends nothing new."""
     data_dir = tmp_path / "var"
     database = data_dir / "ledger-localnet.sqlite"
     env = _env(shm_dir, PIPELINE_CHILD="1")
@@ -172,6 +178,13 @@ def test_sigkill_of_the_executor_between_send_and_confirmation(tmp_path: Path,
                    message="a NEW order whose transaction waits for a block")
         procs["executor"].kill()  # SIGKILL: no drain, no final report
         procs["executor"].wait()
+        if trading_off_meanwhile:
+            kill = subprocess.run(pipeline_cmd("admin", *common, "kill", "--reason",
+                                               "drill"), env=env, capture_output=True,
+                                  text=True, timeout=60, check=False)
+            assert kill.returncode == 0, kill.stdout + kill.stderr
+        signed_before = {str(r[0]) for r in query(
+            database, "SELECT venue_ref FROM orders WHERE venue_ref != ''")}
         _admin(url, {"paused": False})
         procs["executor"] = start_process("executor", *common, env=env, quiet=True)
         victim = in_flight[0]
@@ -190,7 +203,15 @@ def test_sigkill_of_the_executor_between_send_and_confirmation(tmp_path: Path,
                 proc.wait()
     assert_real_distinct_signatures(database)
     assert_chain_equals_ledger(data_dir, database)
-    assert_chain_always_agreed(database)
+    if not trading_off_meanwhile:
+        assert_chain_always_agreed(database)
+        return
+    filled = {str(r[0]) for r in query(database, "SELECT venue_ref FROM orders WHERE "
+                                                 "status = 'filled'")}
+    assert filled <= signed_before, "nothing new was signed and filled with trading off"
+    assert count(database, "SELECT count(*) FROM orders WHERE status = 'new'") == 0
+    assert query(database, "SELECT value FROM config WHERE key = 'TRADE_ENABLED'") == [
+        ("false",)]
 
 
 def _rpc(url: str, method: str, params: list[Any]) -> Any:
