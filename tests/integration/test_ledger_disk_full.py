@@ -49,10 +49,12 @@ def _fill(disk: Path) -> Path:
     """Write a ballast file until the file system says ENOSPC."""
     ballast = disk / "ballast"
     chunk = b"\0" * 65536
-    with ballast.open("wb") as handle, pytest.raises(OSError, match="No space") as raised:  # noqa: PT012
+    # Unbuffered: a buffered file would retry the failed tail of a chunk on close and
+    # raise ENOSPC out of the with statement.
+    with ballast.open("wb", buffering=0) as handle, \
+            pytest.raises(OSError, match="No space") as raised:  # noqa: PT012
         while True:
             handle.write(chunk)
-            handle.flush()
     assert raised.value.errno == errno.ENOSPC, raised.value
     return ballast
 
@@ -89,6 +91,11 @@ def test_full_disk_stops_new_orders_and_loses_nothing(tmp_path: Path, shm_dir: P
                    timeout_s=10, message="executor stops new orders")
         assert _metric(data_dir / "run", "ledger", "pipeline_ledger_commit_failures_total") > 0
         assert _metric(data_dir / "run", "ledger", "pipeline_ledger_commit_stalled") == 1
+        # The disk stays full until an intent has met the stall: a window of a few hundred
+        # milliseconds may hold no intent at all (50 orders/s at most, none while one works).
+        eventually(lambda: _metric(data_dir / "run", "executor",
+                                   'pipeline_order_rejects_total{reason="ledger_stalled"}') > 0,
+                   timeout_s=30, interval_s=0.05, message="an intent held back by the stall")
         ballast.unlink()  # space returns
         eventually(lambda: bool(log_events(logs / "ledger.log", "ledger.commit_recovered")),
                    timeout_s=30, interval_s=0.05, message="ledger commits again")
