@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed
 from solders.pubkey import Pubkey
+from sqlalchemy.exc import OperationalError as SqlOperationalError
 
 from pipeline.config import PipelineConfig
 from pipeline.errors import OperationalError
@@ -194,6 +195,16 @@ class ChainCheck:
             self._reason = self._reason or "fills"
 
     def step(self, now_s: float) -> None:
+        try:
+            self._step(now_s)
+        except SqlOperationalError as exc:  # disk full, I/O error: the ledger stalls anyway
+            self._metrics.readings.labels("error").inc()
+            self._log.warning("chain check could not use the database: %s", exc,
+                              extra={"event": "chain.database_error"})
+            self._reason = self._reason or "retry"  # a missed reading or disable is redone
+            self._next_try_s = now_s + self._interval_s
+
+    def _step(self, now_s: float) -> None:
         reading = self._watch.poll()
         if reading is not None:
             self._settle(reading, now_s)

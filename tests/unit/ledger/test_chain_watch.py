@@ -5,6 +5,7 @@ reading taken while reports arrived is discarded."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import pytest
 from localnet_kit import Localnet, running_localnet
 from prometheus_client import CollectorRegistry
 from solders.account import Account
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from testkit import eventually, unique_name
 
 from pipeline.config import PipelineConfig, load_config
@@ -218,3 +219,25 @@ def test_an_account_that_cannot_be_read_stops_the_watch_once(tmp_path: Path,
         check.close()
         reader.close()
         engine.dispose()
+
+
+def test_a_database_refusing_writes_delays_the_reading_and_the_ledger_goes_on(
+        rig: Rig) -> None:
+    """SQLite refuses every write (query_only, as a read-only or failing disk would)."""
+    rig.settle("the start-up reading")
+    rig.engine.dispose()
+
+    def read_only(dbapi: sqlite3.Connection, _record: object) -> None:
+        dbapi.execute("PRAGMA query_only = 1")
+
+    event.listen(rig.engine, "connect", read_only)
+    _take_tokens(rig.net, "USDT", 10**6)
+    rig.check.committed(moved_money=True)
+    before = rig.sample("error")
+    eventually(lambda: (rig.check.step(time.monotonic()), rig.sample("error") > before)[1],
+               timeout_s=20, interval_s=0.01, message="the write failed and was counted")
+    assert rig.mismatches == [], "nothing was decided on a reading that was not stored"
+    event.remove(rig.engine, "connect", read_only)
+    rig.engine.dispose()
+    rig.settle("the reading, once the database takes writes again")
+    assert rig.mismatches == ["USDT: chain 99999.0 vs ledger 100000.0"]
