@@ -41,7 +41,6 @@ from pipeline.config import PipelineConfig
 from pipeline.errors import OperationalError
 from pipeline.executor.solana.account import trading_account
 from pipeline.executor.solana.checks import WRAPPED_SOL_MINT
-from pipeline.executor.solana.keys import load_keypair
 from pipeline.executor.solana.rpc import Retrier
 from pipeline.executor.solana.tokens import associated_token_address, unpack_account
 from pipeline.ledger.store import LedgerStore
@@ -98,9 +97,13 @@ class ChainWatch:
     async def _main(self) -> None:
         try:
             account = await asyncio.to_thread(trading_account, self._config, _ACCOUNT_WAIT_S)
-            owner = load_keypair(account.keypair_path).pubkey()  # the secret is dropped here
+            owner = Pubkey.from_string(account.owner)
         except OperationalError as exc:
             self._readings.put(Reading({}, str(exc), fatal=True))
+            return
+        except ValueError:
+            self._readings.put(Reading({}, f"executor.solana.owner = {account.owner!r} is not "
+                                           "a base58 public key", fatal=True))
             return
         solana = self._config.executor.solana
         retrier = Retrier(solana.rpc_attempts, solana.backoff_s, solana.rpc_timeout_s,

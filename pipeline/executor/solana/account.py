@@ -15,6 +15,7 @@ from typing import Final
 from pipeline.config import PipelineConfig
 from pipeline.errors import OperationalError
 from pipeline.executor.solana.checks import WRAPPED_SOL_MINT
+from pipeline.executor.solana.keys import load_keypair
 from pipeline.executor.solana.orders import Market
 from pipeline.localnet.manifest import Manifest
 
@@ -26,6 +27,7 @@ class TradingAccount:
     rpc_url: str
     swap_url: str
     keypair_path: Path
+    owner: str  # the wallet's public key, base58
     markets: dict[int, Market]  # symbol_id -> its mints
     mints: dict[str, tuple[str, int]]  # asset -> (mint, decimals)
 
@@ -47,7 +49,7 @@ def trading_account(config: PipelineConfig, wait_s: float = 10.0) -> TradingAcco
         manifest = await_manifest(config.paths.run_dir, wait_s)
         mints = dict(manifest.mints)
         return TradingAccount(manifest.url, manifest.url, Path(manifest.trader_keypair),
-                              _markets(config, mints), mints)
+                              manifest.trader, _markets(config, mints), mints)
     if not (solana.rpc_url and solana.swap_url and solana.keypair_path):
         raise OperationalError("executor.solana.rpc_url, swap_url and keypair_path are "
                                f"required on {config.env}")
@@ -56,7 +58,8 @@ def trading_account(config: PipelineConfig, wait_s: float = 10.0) -> TradingAcco
         if s.base_mint and s.quote_mint:
             mints[s.base] = (s.base_mint, s.base_decimals)
             mints[s.quote] = (s.quote_mint, s.quote_decimals)
-    return TradingAccount(solana.rpc_url, solana.swap_url, Path(solana.keypair_path),
+    owner = solana.owner or str(load_keypair(Path(solana.keypair_path)).pubkey())
+    return TradingAccount(solana.rpc_url, solana.swap_url, Path(solana.keypair_path), owner,
                           _markets(config, mints), mints)
 
 

@@ -36,6 +36,9 @@ class SolanaConfig:
     landing: str = "self"  # self: send via our RPC and confirm; execute: POST /execute (v2)
     api_key_env: str = "JUPITER_API_KEY"  # env variable holding the x-api-key (may be unset)
     keypair_path: str = ""  # Solana CLI JSON keypair, mode 0600 (empty on localnet)
+    # The wallet's public key (base58). The ledger watches the wallet with it; empty: it is
+    # read from keypair_path, which puts the secret key in the ledger's memory too.
+    owner: str = ""
     slippage_bps: int = 50  # v1 quote slippage; the limit price bounds every order anyway
     compute_unit_limit: int = 200_000
     compute_unit_price_micro_lamports: int = 10_000

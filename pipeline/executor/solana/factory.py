@@ -6,6 +6,7 @@ import functools
 import os
 from pathlib import Path
 
+from pipeline.errors import OperationalError
 from pipeline.executor.solana.account import trading_account
 from pipeline.executor.solana.inflight import ledger_in_flight
 from pipeline.executor.solana.keys import load_keypair
@@ -17,10 +18,15 @@ def make_solana_venue(runtime: Runtime) -> SolanaVenue:
     config = runtime.config
     solana = config.executor.solana
     account = trading_account(config)
+    keypair = load_keypair(account.keypair_path)
+    if str(keypair.pubkey()) != account.owner:
+        raise OperationalError(f"executor.solana.owner {account.owner} is not the public key "
+                               f"of {account.keypair_path} ({keypair.pubkey()}): the ledger "
+                               "would watch another wallet")
     ring = Path(config.rings.shm_dir) / runtime.rings.reports.name
     return SolanaVenue(
         solana, rpc_url=account.rpc_url, swap_url=account.swap_url,
         api_key=os.environ.get(solana.api_key_env, ""),
-        keypair=load_keypair(account.keypair_path), markets=account.markets,
+        keypair=keypair, markets=account.markets,
         ledger_in_flight=functools.partial(ledger_in_flight, config.paths.database, ring),
         log=runtime.log, registry=runtime.registry)
