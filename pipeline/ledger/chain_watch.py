@@ -40,13 +40,12 @@ from sqlalchemy.exc import OperationalError as SqlOperationalError
 from pipeline.config import PipelineConfig
 from pipeline.errors import OperationalError
 from pipeline.executor.solana.account import trading_account
-from pipeline.executor.solana.checks import WRAPPED_SOL_MINT
+from pipeline.executor.solana.checks import LAMPORTS_PER_SOL, WRAPPED_SOL_MINT
 from pipeline.executor.solana.rpc import Retrier
 from pipeline.executor.solana.tokens import associated_token_address, unpack_account
 from pipeline.ledger.store import LedgerStore
 from pipeline.ring import RingReader
 
-_LAMPORTS_PER_SOL: Final = 10**9
 _ACCOUNT_WAIT_S: Final = 3600.0  # a localnet started after the ledger is still found
 _PROBE_S: Final = 0.05  # how often to look for a quiet moment while a reading is wanted
 _CLOSING_WAIT_S: Final = 3.0  # how long a stopping ledger waits for its closing reading
@@ -110,12 +109,14 @@ class ChainWatch:
                           self._log)
         token_accounts = {asset: (associated_token_address(owner, Pubkey.from_string(mint)),
                                   decimals) for asset, (mint, decimals) in account.mints.items()}
+        # Traded as wrapped SOL: the native lamports are the same asset (see checks.py).
+        wrapped = account.mints.get(self._native_asset, ("", 0))[0] == WRAPPED_SOL_MINT
         rpc = AsyncClient(account.rpc_url, commitment=Confirmed, timeout=solana.rpc_timeout_s)
         try:
             while await asyncio.to_thread(self._requests.get):
                 try:
                     balances = await self._read(rpc, retrier, owner, token_accounts,
-                                                account.mints)
+                                                wrapped=wrapped)
                     self._readings.put(Reading(balances))
                 except Exception as exc:
                     self._readings.put(Reading({}, f"{type(exc).__name__}: {exc}"))
@@ -123,8 +124,8 @@ class ChainWatch:
             await rpc.close()
 
     async def _read(self, rpc: AsyncClient, retrier: Retrier, owner: Pubkey,
-                    token_accounts: dict[str, tuple[Pubkey, int]],
-                    mints: dict[str, tuple[str, int]]) -> dict[str, float]:
+                    token_accounts: dict[str, tuple[Pubkey, int]], *,
+                    wrapped: bool) -> dict[str, float]:
         balances: dict[str, float] = {}
         for asset, (address, decimals) in token_accounts.items():
             info = await retrier.call("getAccountInfo", functools.partial(
@@ -132,10 +133,9 @@ class ChainWatch:
             amount = unpack_account(bytes(info.value.data))[2] if info.value is not None else 0
             balances[asset] = amount / 10**decimals
         lamports = await retrier.call("getBalance", lambda: rpc.get_balance(owner, Confirmed))
-        native = lamports.value / _LAMPORTS_PER_SOL
-        wrapped = mints.get(self._native_asset, ("", 0))[0] == WRAPPED_SOL_MINT
-        balances[self._native_asset] = balances.get(self._native_asset, 0.0) + native \
-            if wrapped else native
+        native = lamports.value / LAMPORTS_PER_SOL
+        held_wrapped = balances.get(self._native_asset, 0.0) if wrapped else 0.0
+        balances[self._native_asset] = held_wrapped + native
         return balances
 
 

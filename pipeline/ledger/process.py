@@ -45,9 +45,8 @@ class LedgerService(Service):
             busy_timeout_ms=self._config.busy_timeout_ms,
         )
         init_db(self._engine, config.env, self._config)
-        chain_venue = config.executor.venue == "solana"
-        native = None
-        if chain_venue:  # imported only when used: solana and solders are heavy
+        native = None  # the asset network fees are paid in; None: not a chain venue
+        if config.executor.venue == "solana":  # imported only when used: solana is heavy
             from pipeline.executor.solana.account import native_asset
             native = native_asset(config)
         self._store = LedgerStore(self._engine, config.symbol_table(), self._config,
@@ -80,7 +79,7 @@ class LedgerService(Service):
             from pipeline.ledger.backup.service import start_agent
             self._backup = start_agent(config, runtime.registry, runtime.log)  # own thread
         self._chain = None
-        if chain_venue and native is not None:
+        if native is not None:
             from pipeline.ledger.chain_watch import ChainCheck, ChainWatch
             solana = config.executor.solana
             self._chain = ChainCheck(

@@ -33,6 +33,7 @@ from solana.rpc.commitment import Confirmed
 from solders.keypair import Keypair
 from solders.signature import Signature
 
+from pipeline.executor.solana.checks import LAMPORTS_PER_SOL
 from pipeline.executor.solana.config import SolanaConfig
 from pipeline.executor.solana.inflight import Signed
 from pipeline.executor.solana.orders import Market, OrderRunner, Outcome, Request
@@ -42,7 +43,6 @@ from pipeline.executor.venue import reports_from_intents
 from pipeline.records import REPORT_DTYPE, OrderStatus, RejectReason
 
 _BUY: Final = 1
-_LAMPORTS_PER_SOL: Final = 1e9
 _BLOCKHASH_WINDOW: Final = 152  # blocks a blockhash stays valid for, with a margin
 
 
@@ -79,7 +79,6 @@ class SolanaVenue:
         # is disabled, or a transaction that lands would be booked as a reject.
         self._in_flight = dict(ledger_in_flight())
         self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
         self._rpc_url, self._swap_url, self._api_key = rpc_url, swap_url, api_key
         self._thread = threading.Thread(target=self._serve, name="solana-venue", daemon=True)
         self._thread.start()
@@ -181,7 +180,7 @@ class SolanaVenue:
         report["venue_ts_ns"] = time.time_ns()
         report["venue_ref"] = signature.encode()
         report["last_valid_height"] = last_valid_height
-        report["network_fee"] = network_fee_lamports / _LAMPORTS_PER_SOL
+        report["network_fee"] = network_fee_lamports / LAMPORTS_PER_SOL
         if base > 0:
             report["filled_qty"] = base
             report["avg_price"] = quote / base
