@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+from pipeline.config import PROCESSES
 
 FAST_TRADING = {
     # Fast enough to trade many times in a few seconds, on real replayed SOL prices.
@@ -42,6 +46,21 @@ def start_process(*args: str, env: dict[str, str], quiet: bool = False
     """One ``pipeline`` command in the background; ``quiet`` discards its stderr."""
     return subprocess.Popen(pipeline_cmd(*args), env=env, stdin=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL if quiet else None)
+
+
+def stop_in_order(procs: Mapping[str, subprocess.Popen[bytes]]) -> None:
+    """SIGTERM the four processes in reverse start order; each must drain and exit 0."""
+    for name in reversed(PROCESSES):
+        procs[name].send_signal(signal.SIGTERM)
+        assert procs[name].wait(timeout=60) == 0, name
+
+
+def kill_leftovers(procs: Iterable[subprocess.Popen[bytes]]) -> None:
+    """No process outlives its test, whatever failed."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def count(database: Path, sql: str) -> int:

@@ -20,6 +20,7 @@ from harness import (
     assert_ledger_consistent,
     count,
     final_counters,
+    kill_leftovers,
     log_events,
     pipeline_env,
     start_process,
@@ -84,10 +85,7 @@ def test_random_sigkills_lose_and_double_nothing(tmp_path: Path, shm_dir: Path) 
         procs["ledger"].send_signal(signal.SIGTERM)
         assert procs["ledger"].wait(timeout=60) == 0
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        kill_leftovers(procs.values())
     assert sum(killed.values()) == KILLS
     assert all(killed.values()), killed
     assert count(database, "SELECT count(*) FROM orders") == intents_published

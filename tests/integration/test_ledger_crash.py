@@ -16,9 +16,11 @@ from harness import (
     assert_ledger_consistent,
     count,
     final_counters,
+    kill_leftovers,
     pipeline_env,
     query,
     start_process,
+    stop_in_order,
 )
 from testkit import eventually
 
@@ -52,14 +54,9 @@ def test_ledger_killed_mid_commit_loses_and_doubles_nothing(tmp_path: Path,
         # Stop only once the last ledger has installed its signal handlers and committed.
         target = _fills(database) + 1
         eventually(lambda: _fills(database) >= target, timeout_s=30, message="ledger is back")
-        for name in reversed(PROCESSES):
-            procs[name].send_signal(signal.SIGTERM)
-            assert procs[name].wait(timeout=60) == 0, name
+        stop_in_order(procs)
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        kill_leftovers(procs.values())
     assert kills == 15
     strategy = final_counters(data_dir / "logs" / "strategy.log")
     executor = final_counters(data_dir / "logs" / "executor.log")

@@ -11,7 +11,6 @@ exactly one order, every fill one fill row, and the ledger is consistent.
 from __future__ import annotations
 
 import errno
-import signal
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -22,9 +21,11 @@ from harness import (
     assert_ledger_consistent,
     count,
     final_counters,
+    kill_leftovers,
     log_events,
     pipeline_env,
     start_process,
+    stop_in_order,
 )
 from testkit import eventually
 
@@ -105,14 +106,9 @@ def test_full_disk_stops_new_orders_and_loses_nothing(tmp_path: Path, shm_dir: P
         filled = count(database, "SELECT count(*) FROM fills")
         eventually(lambda: count(database, "SELECT count(*) FROM fills") > filled,
                    timeout_s=30, message="trading resumes after the stall")
-        for name in reversed(PROCESSES):
-            procs[name].send_signal(signal.SIGTERM)
-            assert procs[name].wait(timeout=60) == 0, name
+        stop_in_order(procs)
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        kill_leftovers(procs.values())
     strategy = final_counters(logs / "strategy.log")
     executor = final_counters(logs / "executor.log")
     assert count(database, "SELECT count(*) FROM orders") == strategy["intents"]

@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import count, log_events, pipeline_cmd, pipeline_env, query, start_process
+from harness import (
+    count,
+    kill_leftovers,
+    log_events,
+    pipeline_cmd,
+    pipeline_env,
+    query,
+    start_process,
+    stop_in_order,
+)
 from solders.hash import Hash
 from solders.message import MessageV0
 from solders.pubkey import Pubkey
@@ -191,16 +200,11 @@ def test_sigkill_of_the_executor_between_send_and_confirmation(
         eventually(lambda: count(database, "SELECT count(*) FROM orders WHERE status = "
                                             f"'filled' AND venue_ref = '{victim}'") == 1,
                    timeout_s=60, interval_s=0.2, message="the in-flight order filled")
-        for name in ("ingest", "strategy", "executor", "ledger"):
-            procs[name].send_signal(signal.SIGTERM)
-            procs[name].wait(timeout=60)
+        stop_in_order(procs)
         localnet.send_signal(signal.SIGTERM)
         assert localnet.wait(timeout=30) == 0
     finally:
-        for proc in [*procs.values(), localnet]:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        kill_leftovers([*procs.values(), localnet])
     assert_real_distinct_signatures(database)
     assert_chain_equals_ledger(data_dir, database)
     if not trading_off_meanwhile:
