@@ -18,7 +18,13 @@ from types import FrameType
 from typing import Final
 
 from pipeline.config import PROCESSES, PipelineConfig, load_config
-from pipeline.errors import EXIT_OK, EXIT_OPERATIONAL, ConfigError
+from pipeline.errors import (
+    EXIT_OK,
+    EXIT_OPERATIONAL,
+    BadInputError,
+    ConfigError,
+    OperationalError,
+)
 from pipeline.logs import setup_logging
 from pipeline.runtime import Runtime, Service, run_service
 
@@ -102,7 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = getattr(args, "tool_module", None)
     if module is not None:
         tool = importlib.import_module(module)
-        code: int = tool.run(args, config)
+        try:
+            code: int = tool.run(args, config)
+        except (BadInputError, OperationalError) as exc:  # what the operator must fix
+            print(f"pipeline {args.command}: {exc}", file=sys.stderr)
+            return EXIT_OPERATIONAL
         return code
     if args.command == "run":
         from pipeline.launcher import Launcher

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 from pipeline.config import PROCESSES, PipelineConfig
-from pipeline.errors import EXIT_OPERATIONAL, BadInputError, OperationalError
+from pipeline.errors import BadInputError
 
 
 def _add_processes(parser: argparse.ArgumentParser) -> None:
@@ -68,14 +67,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: PipelineConfig) -> int:
-    try:
-        return _dispatch(args, config)
-    except (BadInputError, OperationalError) as exc:
-        print(f"pipeline admin: {exc}", file=sys.stderr)
-        return EXIT_OPERATIONAL
-
-
-def _dispatch(args: argparse.Namespace, config: PipelineConfig) -> int:
     command = args.admin_command
     unknown = set(getattr(args, "processes", None) or ()) - set(PROCESSES)
     if unknown:

@@ -42,9 +42,6 @@ def run(args: argparse.Namespace, config: Any) -> int:
         for ref in store.list():
             print(f"{ref.kind:9} {ref.chain} {ref.seq:8d} {ref.size_bytes:12d}  {ref.key}")
         return 0
-    except OperationalError as exc:
-        print(f"pipeline backup: {exc}", file=sys.stderr)
-        return EXIT_OPERATIONAL
     except (BotoCoreError, ClientError) as exc:
         print(f"pipeline backup: cannot reach S3 "
               f"({config.ledger.backup.endpoint_url or 'AWS'}): {exc}", file=sys.stderr)

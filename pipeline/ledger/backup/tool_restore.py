@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, config: Any) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from pipeline.errors import EXIT_OPERATIONAL, OperationalError
+    from pipeline.errors import EXIT_OPERATIONAL
     from pipeline.ledger.backup.objects import parse_time
     from pipeline.ledger.backup.restore import restore
     from pipeline.ledger.backup.service import make_store
@@ -33,9 +33,6 @@ def run(args: argparse.Namespace, config: Any) -> int:
     try:
         result = restore(make_store(config, key_file=args.key_file), args.to, at=at,
                          force=args.force)
-    except OperationalError as exc:
-        print(f"pipeline restore: {exc}", file=sys.stderr)
-        return EXIT_OPERATIONAL
     except (BotoCoreError, ClientError) as exc:
         print(f"pipeline restore: cannot read the backups from S3 "
               f"({config.ledger.backup.endpoint_url or 'AWS'}): {exc}", file=sys.stderr)
