@@ -22,6 +22,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.system_program import ID as SYSTEM_PROGRAM_ID
 
+from pipeline.errors import OperationalError
 from pipeline.executor.solana.keys import load_keypair, write_keypair
 from pipeline.executor.solana.tokens import (
     ACCOUNT_LEN,
@@ -122,13 +123,18 @@ def save_world(chain: LocalChain, world: World, data_dir: Path) -> None:
 
 
 def _load(chain: LocalChain, state_path: Path, trader_path: Path, maker_path: Path) -> World:
-    state = json.loads(state_path.read_text())
-    for key, item in state["accounts"].items():
-        owner = Pubkey.from_string(item["owner"])
-        chain.set_account(Pubkey.from_string(key), Account(
-            int(item["lamports"]), base64.b64decode(item["data"]), owner, False))
-    assets = {name: Asset(name, Pubkey.from_string(a["mint"]), int(a["decimals"]))
-              for name, a in state["assets"].items()}
+    try:
+        state = json.loads(state_path.read_text())
+        for key, item in state["accounts"].items():
+            owner = Pubkey.from_string(item["owner"])
+            chain.set_account(Pubkey.from_string(key), Account(
+                int(item["lamports"]), base64.b64decode(item["data"]), owner, False))
+        assets = {name: Asset(name, Pubkey.from_string(a["mint"]), int(a["decimals"]))
+                  for name, a in state["assets"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        # Not starting afresh on our own: the saved accounts are the chain the ledger booked.
+        raise OperationalError(f"localnet state {state_path} is malformed ({type(exc).__name__}"
+                               f": {exc}); move it away to start a new localnet") from None
     return World(load_keypair(trader_path), load_keypair(maker_path), assets, trader_path)
 
 
