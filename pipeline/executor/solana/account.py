@@ -48,8 +48,11 @@ def trading_account(config: PipelineConfig, wait_s: float = 10.0) -> TradingAcco
     if config.env == "localnet":
         manifest = await_manifest(config.paths.run_dir, wait_s)
         mints = dict(manifest.mints)
-        return TradingAccount(manifest.url, manifest.url, Path(manifest.trader_keypair),
-                              manifest.trader, _markets(config, mints), mints)
+        # Set endpoints win over the manifest's: a proxy between the pipeline and the
+        # localnet (fault drills, recording) sees every call as a real provider would.
+        return TradingAccount(solana.rpc_url or manifest.url, solana.swap_url or manifest.url,
+                              Path(manifest.trader_keypair), manifest.trader,
+                              _markets(config, mints), mints)
     if not (solana.rpc_url and solana.swap_url and solana.keypair_path):
         raise OperationalError("executor.solana.rpc_url, swap_url and keypair_path are "
                                f"required on {config.env}")

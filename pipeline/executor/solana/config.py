@@ -30,8 +30,8 @@ def _programs() -> tuple[str, ...]:
 class SolanaConfig:
     """``[executor.solana]``: see "Solana venues" in the README for devnet and mainnet."""
 
-    rpc_url: str = ""  # e.g. https://api.mainnet-beta.solana.com (empty on localnet)
-    swap_url: str = ""  # Jupiter base URL, e.g. https://api.jup.ag (empty on localnet)
+    rpc_url: str = ""  # e.g. https://api.mainnet-beta.solana.com (localnet: its own if empty)
+    swap_url: str = ""  # Jupiter base URL, e.g. https://api.jup.ag (localnet: its own if empty)
     api: str = "v2"  # v2: GET /swap/v2/order (+ POST /execute); v1: /swap/v1/quote + /swap
     landing: str = "self"  # self: send via our RPC and confirm; execute: POST /execute (v2)
     api_key_env: str = "JUPITER_API_KEY"  # env variable holding the x-api-key (may be unset)
