@@ -12,12 +12,14 @@ import json
 from collections.abc import Callable
 from typing import Any, Final
 
+from solders.epoch_info import EpochInfo
 from solders.hash import Hash
 from solders.pubkey import Pubkey
 from solders.rpc.responses import (
     GetAccountInfoResp,
     GetBalanceResp,
     GetBlockHeightResp,
+    GetEpochInfoResp,
     GetLatestBlockhashResp,
     GetSignatureStatusesResp,
     GetSlotResp,
@@ -48,6 +50,7 @@ from pipeline.localnet.chain import ChainError, LocalChain
 
 INVALID_PARAMS: Final = -32602
 METHOD_NOT_FOUND: Final = -32601
+_EPOCH_SLOTS: Final = 432_000  # mainnet's epoch length; the localnet never leaves epoch 0
 
 
 class RpcMethods:
@@ -60,6 +63,7 @@ class RpcMethods:
             "getLatestBlockhash": self._latest_blockhash,
             "getBlockHeight": lambda _p: GetBlockHeightResp(self._chain.height),
             "getSlot": lambda _p: GetSlotResp(self._chain.height),
+            "getEpochInfo": self._epoch_info,
             "isBlockhashValid": self._blockhash_valid,
             "sendTransaction": self._send,
             "simulateTransaction": self._simulate,
@@ -85,6 +89,12 @@ class RpcMethods:
 
     def _context(self) -> RpcResponseContext:
         return RpcResponseContext(self._chain.height)
+
+    def _epoch_info(self, _params: list[Any]) -> Any:
+        height = self._chain.height  # one slot per block here: slot == block height
+        return GetEpochInfoResp(EpochInfo(epoch=0, slot_index=height, slots_in_epoch=_EPOCH_SLOTS,
+                                          absolute_slot=height, block_height=height,
+                                          transaction_count=None))
 
     def _latest_blockhash(self, _params: list[Any]) -> Any:
         blockhash, last_valid = self._chain.latest_blockhash()
