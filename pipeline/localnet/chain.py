@@ -209,6 +209,11 @@ class LocalChain:
         with self._lock:
             return self._processed.get(signature)
 
+    def processed(self) -> list[tuple[Signature, Processed]]:
+        """Every transaction executed so far, in execution order (for the saved record)."""
+        with self._lock:
+            return list(self._processed.items())
+
     # -- accounts ---------------------------------------------------------------------------
     def _account(self, key: Pubkey) -> Account | None:
         return self._svm.get_account(key)

@@ -5,6 +5,9 @@ Created once per data directory and kept across restarts: the keypairs live in
 orderly stop and loaded at the next start, so chain balances stay continuous with the
 ledger. A localnet that crashed loses the accounts' latest state; the executor's balance
 check then sees the mismatch and disables trading, which is the point of the check.
+
+The saved state also records every transaction the chain executed (signature, slot, error),
+kept across restarts: the chain's own account of what landed, which tests hold the ledger to.
 """
 
 from __future__ import annotations
@@ -113,13 +116,29 @@ def save_world(chain: LocalChain, world: World, data_dir: Path) -> None:
         if account is not None:
             accounts[str(key)] = {"lamports": account.lamports, "owner": str(account.owner),
                                   "data": base64.b64encode(bytes(account.data)).decode()}
+    path = data_dir / STATE_FILE
     state = {"assets": {a.name: {"mint": str(a.mint), "decimals": a.decimals}
                         for a in world.assets.values()},
-             "accounts": accounts}
-    path = data_dir / STATE_FILE
+             "accounts": accounts,
+             "transactions": _transactions(chain, path)}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=1))
     os.replace(tmp, path)
+
+
+def _transactions(chain: LocalChain, path: Path) -> list[dict[str, Any]]:
+    """The saved record of executed transactions plus this session's (LiteSVM forgets them
+    at a restart, the record must not)."""
+    try:
+        earlier: list[dict[str, Any]] = list(json.loads(path.read_text())["transactions"])
+    except (OSError, ValueError, KeyError, TypeError):
+        earlier = []  # no saved state yet, or one saved before the record existed
+    known = {str(item.get("signature")) for item in earlier}
+    for signature, done in chain.processed():
+        if str(signature) not in known:
+            earlier.append({"signature": str(signature), "slot": done.slot,
+                            "err": None if done.err is None else str(done.err)})
+    return earlier
 
 
 def _load(chain: LocalChain, state_path: Path, trader_path: Path, maker_path: Path) -> World:
