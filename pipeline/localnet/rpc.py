@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from solders.epoch_info import EpochInfo
 from solders.hash import Hash
+from solders.message import Message, MessageV0
 from solders.pubkey import Pubkey
 from solders.rpc.responses import (
     GetAccountInfoResp,
@@ -21,6 +22,7 @@ from solders.rpc.responses import (
     GetBlockHeightResp,
     GetEpochInfoResp,
     GetLatestBlockhashResp,
+    GetMultipleAccountsResp,
     GetSignatureStatusesResp,
     GetSlotResp,
     GetTokenAccountBalanceResp,
@@ -71,6 +73,7 @@ class RpcMethods:
             "getTransaction": self._transaction,
             "getBalance": self._balance,
             "getAccountInfo": self._account_info,
+            "getMultipleAccounts": self._multiple_accounts,
             "getTokenAccountBalance": self._token_balance,
             "getTokenAccountsByOwner": self._token_accounts,
             "requestAirdrop": self._airdrop,
@@ -116,8 +119,13 @@ class RpcMethods:
     def _simulate(self, params: list[Any]) -> Any:
         config = params[1] if len(params) > 1 else {}
         tx = _decode_tx(params[0], config.get("encoding", "base58"))
+        if config.get("sigVerify") and config.get("replaceRecentBlockhash"):
+            raise ChainError(INVALID_PARAMS, "sigVerify may not be used with "
+                                             "replaceRecentBlockhash")
         if config.get("sigVerify") and not tx.verify_with_results():
             raise ChainError(-32003, "Transaction signature verification failure")
+        if config.get("replaceRecentBlockhash"):
+            tx = _with_blockhash(tx, self._chain.latest_blockhash()[0])
         wanted = [Pubkey.from_string(a) for a in (config.get("accounts") or {}).get(
             "addresses", [])]
         sim = self._chain.simulate(tx, wanted)
@@ -128,6 +136,11 @@ class RpcMethods:
             post_balances=balances.post_lamports, pre_token_balances=balances.pre_tokens,
             post_token_balances=balances.post_tokens)
         return SimulateTransactionResp(result, self._context())  # type: ignore[call-arg]
+
+    def _multiple_accounts(self, params: list[Any]) -> Any:
+        # Accounts first, context after: the slot answered is never older than the state.
+        accounts = [self._chain.account(Pubkey.from_string(key)) for key in params[0]]
+        return GetMultipleAccountsResp(accounts, self._context())
 
     def _statuses(self, params: list[Any]) -> Any:
         statuses: list[TransactionStatus | None] = []
@@ -184,6 +197,19 @@ def _decode_tx(text: str, encoding: str) -> VersionedTransaction:
     if encoding != "base64":
         raise ChainError(INVALID_PARAMS, "localnet accepts only base64-encoded transactions")
     return VersionedTransaction.from_bytes(base64.b64decode(text))
+
+
+def _with_blockhash(tx: VersionedTransaction, blockhash: Hash) -> VersionedTransaction:
+    """``tx`` with its message's recent blockhash replaced (``replaceRecentBlockhash``)."""
+    m = tx.message
+    if isinstance(m, MessageV0):
+        message: Message | MessageV0 = MessageV0(m.header, m.account_keys, blockhash,
+                                                 m.instructions, m.address_table_lookups)
+    else:
+        message = Message.new_with_compiled_instructions(
+            m.header.num_required_signatures, m.header.num_readonly_signed_accounts,
+            m.header.num_readonly_unsigned_accounts, m.account_keys, blockhash, m.instructions)
+    return VersionedTransaction.populate(message, tx.signatures)
 
 
 def envelope(request_id: Any, result_json: str) -> bytes:

@@ -8,9 +8,13 @@ HTTP/1.0 handler makes every call reconnect). A block producer thread makes a bl
 (sent transactions wait, unconfirmed) and ``{"faults": [{"kind": "429" | "500" | "error" |
 "delay", "count": n, "method": "getSignatureStatuses", "delay_s": 2}]}`` makes the next
 ``count`` JSON-RPC calls (of ``method``, or any) answer HTTP 429, HTTP 500, a JSON-RPC error
-or late; ``{"clear_faults": true}`` drops the pending ones. Every answer carries the
-block height and the signatures waiting for the next block. The executor must ride through
-all of them.
+or late; ``{"clear_faults": true}`` drops the pending ones. Two kinds shape the answers of
+``simulateTransaction`` (their ``method`` defaults to it) as older or restricted nodes give
+them: ``"sim_no_balances"`` answers null for the four balance fields (``preBalances``,
+``postBalances``, ``preTokenBalances``, ``postTokenBalances``: Agave added them only in
+2025) and ``"sim_no_accounts"`` also ignores the ``accounts`` option (``accounts`` null).
+Every answer carries the block height and the signatures waiting for the next block. The
+executor must ride through all of them.
 """
 
 from __future__ import annotations
@@ -23,16 +27,19 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Final
 
 from pipeline.localnet.chain import ChainError, LocalChain
 from pipeline.localnet.maker import Maker, SwapError
 from pipeline.localnet.rpc import RpcMethods, envelope, error_envelope
 
+_SIMULATION_FAULTS: Final = ("sim_no_balances", "sim_no_accounts")
+_BALANCE_FIELDS: Final = ("preBalances", "postBalances", "preTokenBalances", "postTokenBalances")
+
 
 @dataclasses.dataclass
 class Fault:
-    kind: str  # "429" | "500" | "error" | "delay"
+    kind: str  # "429" | "500" | "error" | "delay" | "sim_no_balances" | "sim_no_accounts"
     count: int
     method: str = ""  # empty: any method
     delay_s: float = 0.0
@@ -57,9 +64,11 @@ class Controls:
             if body.get("clear_faults"):
                 self._faults.clear()
             for item in body.get("faults", []):
-                fault = Fault(str(item["kind"]), int(item["count"]), str(item.get("method", "")),
+                kind = str(item["kind"])
+                default_method = "simulateTransaction" if kind in _SIMULATION_FAULTS else ""
+                fault = Fault(kind, int(item["count"]), str(item.get("method", default_method)),
                               float(item.get("delay_s", 0.0)))
-                if fault.kind not in ("429", "500", "error", "delay"):
+                if fault.kind not in ("429", "500", "error", "delay", *_SIMULATION_FAULTS):
                     raise ValueError(f"unknown fault kind {fault.kind!r}")
                 self._faults.append(fault)
             return {"paused": self.paused.is_set(), "faults_pending": len(self._faults),
@@ -202,11 +211,26 @@ def _handler_class(chain: LocalChain, rpc: RpcMethods, maker: Maker,
                 self._reply(200, error_envelope(request_id, -32005, "Node is behind",
                                                 {"numSlotsBehind": 42}))
                 return
-            if fault is not None:
+            if fault is not None and fault.kind == "delay":
                 time.sleep(fault.delay_s)  # an injected slow answer
             try:
-                self._reply(200, envelope(request_id, rpc.call(method, body.get("params", []))))
+                answer = rpc.call(method, body.get("params", []))
             except ChainError as exc:
                 self._reply(200, error_envelope(request_id, exc.code, str(exc)))
+                return
+            if fault is not None and fault.kind in _SIMULATION_FAULTS:
+                answer = _older_simulation(answer, fault.kind)
+            self._reply(200, envelope(request_id, answer))
 
     return Handler
+
+
+def _older_simulation(answer: str, kind: str) -> str:
+    """A ``simulateTransaction`` answer as a node without the balance fields (and, for
+    ``sim_no_accounts``, without the ``accounts`` option) would give it."""
+    body = json.loads(answer)
+    value = body.get("result", {}).get("value")
+    if isinstance(value, dict):
+        for name in _BALANCE_FIELDS + (("accounts",) if kind == "sim_no_accounts" else ()):
+            value[name] = None
+    return json.dumps(body)
