@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from typing import Any
+import json
+import re
+from typing import Any, Final
 
 import httpx2
 from solders.transaction import VersionedTransaction
 
 from pipeline.executor.solana.config import SolanaConfig
 from pipeline.executor.solana.rpc import Retrier, TemporaryError
+
+# Where an error body names what went wrong: Jupiter's own, then common gateway shapes.
+_ERROR_CODE_FIELDS: Final = ("errorCode", "error", "message")
+_SNIPPET_CHARS: Final = 200
+
+
+def _snippet(text: str) -> str:
+    """The start of a body for an error message, on one line."""
+    return re.sub(r"\s+", " ", text).strip()[:_SNIPPET_CHARS]
 
 
 class SwapRejectedError(Exception):
@@ -36,6 +47,7 @@ class SwapApi:
     def __init__(self, base_url: str, api_key: str, config: SolanaConfig,
                  retrier: Retrier) -> None:
         headers = {"x-api-key": api_key} if api_key else {}
+        self._api_key = api_key
         self._http = httpx2.AsyncClient(base_url=base_url.rstrip("/"), headers=headers,
                                         timeout=config.rpc_timeout_s)
         self._config = config
@@ -46,15 +58,35 @@ class SwapApi:
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = await self._http.request(method, path, **kwargs)
-        if response.status_code == 429 or response.status_code >= 500:
-            raise TemporaryError(f"{path}: HTTP {response.status_code}")
+        status = response.status_code
         try:
-            body: dict[str, Any] = response.json()
+            body = response.json()
         except ValueError:
-            raise TemporaryError(f"{path}: HTTP {response.status_code}, not JSON") from None
-        if response.status_code != 200 or "errorCode" in body:
-            raise SwapRejectedError(f"{path}: {body.get('errorCode')}: {body.get('errorMessage')}")
+            body = None
+        if status == 429 or status >= 500:
+            raise TemporaryError(self._describe(path, response, body))
+        if not isinstance(body, dict):
+            if status == 200:  # a proxy's page in place of the API's answer: try again
+                raise TemporaryError(self._describe(path, response, body))
+            raise SwapRejectedError(self._describe(path, response, body))
+        if status != 200 or "errorCode" in body:
+            raise SwapRejectedError(self._describe(path, response, body))
         return body
+
+    def _describe(self, path: str, response: httpx2.Response, body: object) -> str:
+        """``path: HTTP status: code: message`` from a JSON error body, or the first
+        characters of any other body. Never the request's headers, and the API key is
+        masked should a server echo it."""
+        text = f"{path}: HTTP {response.status_code}"
+        if isinstance(body, dict):
+            code = next((body[k] for k in _ERROR_CODE_FIELDS if body.get(k)), None)
+            message = body.get("errorMessage")
+            detail = ": ".join(_snippet(str(part)) for part in (code, message) if part)
+            text += f": {detail or 'no error field in ' + _snippet(json.dumps(body))}"
+        else:
+            snippet = _snippet(response.text)
+            text += f", not JSON: {snippet}" if snippet else ", empty body"
+        return text.replace(self._api_key, "***") if self._api_key else text
 
     async def build(self, input_mint: str, output_mint: str, amount: int,
                     taker: str) -> Built:
