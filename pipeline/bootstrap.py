@@ -33,6 +33,7 @@ from pipeline.metrics import BootstrapMetrics
 PASS: Final = "pass"
 FAIL: Final = "fail"
 SKIP: Final = "skip"
+WARN: Final = "warn"  # not available, but a fallback does the job
 _KEY_FILE_WORDS: Final = ("keypair", "key_file", "key_path", "keyfile")
 _URL_SCHEMES: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 # Endpoints carry defaults even when unused: a section's URLs count only while it is active.
@@ -45,7 +46,7 @@ _ACTIVE_WHEN: Final[dict[str, Callable[[PipelineConfig], bool]]] = {
 @dataclass(frozen=True)
 class CheckResult:
     name: str
-    status: str  # pass | fail | skip
+    status: str  # pass | fail | skip | warn
     detail: str
     value: float | None = None  # a measured number, e.g. the clock offset in seconds
 
@@ -220,14 +221,51 @@ def check_endpoints(config: PipelineConfig) -> CheckResult:
     return CheckResult("endpoints", PASS, ", ".join(reached))
 
 
+def check_solana(config: PipelineConfig) -> list[CheckResult]:
+    """One row per RPC and swap API capability the Solana venue relies on (see
+    :mod:`pipeline.executor.solana.probe`); a required one missing fails."""
+    if config.executor.venue != "solana":
+        return [CheckResult("solana", SKIP, f"executor.venue is {config.executor.venue}")]
+    from pipeline.errors import OperationalError
+    from pipeline.executor.solana.account import trading_account
+    from pipeline.executor.solana.probe import SwapProbe, missing, probe
+
+    solana = config.executor.solana
+    try:
+        account = trading_account(config, wait_s=0.0)
+    except OperationalError as exc:
+        return [CheckResult("solana", FAIL, str(exc))]
+    market = next(iter(account.markets.values()), None)
+    swap = SwapProbe(solana.api, os.environ.get(solana.api_key_env, ""))
+    if market is not None:  # a quote of one unit of the quote asset
+        swap = dataclasses.replace(swap, input_mint=market.quote_mint,
+                                   output_mint=market.base_mint,
+                                   amount=10**market.quote_decimals)
+    capabilities = probe(account.rpc_url, account.swap_url, account.owner, swap,
+                         solana.rpc_timeout_s)
+    failing = {c.name for c in missing(capabilities)}
+    results = []
+    for c in capabilities:
+        if c.available:
+            status, detail = PASS, c.detail
+        elif c.name in failing:
+            status, detail = FAIL, f"missing, required: {c.detail}"
+        elif c.fallback:
+            status, detail = WARN, f"missing, {c.fallback} stands in: {c.detail}"
+        else:
+            status, detail = WARN, f"missing, not needed with this RPC: {c.detail}"
+        results.append(CheckResult(f"solana.{c.name}", status, detail))
+    return results
+
+
 def _active(config: PipelineConfig, key: str) -> bool:
     return all(active(config) for prefix, active in _ACTIVE_WHEN.items()
                if key.startswith(prefix))
 
 
-CHECKS: Final[tuple[Callable[[PipelineConfig], CheckResult], ...]] = (
+CHECKS: Final[tuple[Callable[[PipelineConfig], CheckResult | list[CheckResult]], ...]] = (
     check_config, check_data_dir, check_database, check_rings, check_key_files, check_clock,
-    check_endpoints,
+    check_endpoints, check_solana,
 )
 
 
@@ -237,7 +275,8 @@ def run_checks(config: PipelineConfig) -> list[CheckResult]:
     for check in CHECKS:
         name = check.__name__.removeprefix("check_")
         try:
-            results.append(check(config))
+            found = check(config)
+            results.extend(found if isinstance(found, list) else [found])
         except Exception as exc:  # a broken check must not hide the others
             results.append(CheckResult(name, FAIL, f"check raised {type(exc).__name__}: {exc}"))
     return results
