@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import numpy as np
 
-LAYOUT_VERSION: Final = 2
+LAYOUT_VERSION: Final = 3
 
 TICK_DTYPE: Final = np.dtype(
     [
@@ -69,6 +69,7 @@ REPORT_DTYPE: Final = np.dtype(
         ("symbol_id", "<u4"),
         ("side", "<i1"),
         ("status", "<u1"),  # OrderStatus
+        ("detail", "<u1"),  # ReportDetail: what a chain venue knows about this report
         ("reject_reason", "<u2"),  # RejectReason, 0 unless rejected or cancelled
         ("venue_ref", "S88"),  # e.g. a base58 transaction signature (up to 88 characters)
     ]
@@ -102,6 +103,22 @@ class OrderStatus(enum.IntEnum):
         return self is not OrderStatus.NEW
 
 
+class ReportDetail(enum.IntEnum):
+    """How a chain venue knows what a report says (0 for every other venue)."""
+
+    NONE = 0
+    # A NEW report repeated for an order whose transaction was sent but whose fate the RPC
+    # has not told (errors, timeouts, lost answers, a landed transaction not yet served).
+    # The order stays open: it is never booked as a reject on a guess.
+    OUTCOME_UNKNOWN = 1
+    FROM_TRANSACTION = 2  # a final report read from the landed transaction (getTransaction)
+    # A fill measured as the change of the wallet's balances across the landed transaction,
+    # because the RPC would not serve the transaction itself.
+    FROM_BALANCE_CHANGE = 3
+    # Failed on chain, read from the signature's status; the fee is the one its message fixes.
+    FROM_STATUS = 4
+
+
 class RejectReason(enum.IntEnum):
     """Why an order ended without a fill. Also used for pre-trade risk rejects."""
 
@@ -119,6 +136,8 @@ class RejectReason(enum.IntEnum):
     BACKPRESSURE = 14  # the intents ring stayed full past its bound
     INVALID_ORDER = 15
     SHORT_NOT_ALLOWED = 16  # a sell beyond the position while risk.allow_short is off
+    REFUSAL_BACKOFF = 17  # held back: the venue refused the symbol's last orders (risk.refusal_*)
+    SYMBOL_PAUSED = 18  # held back: refusals in a row paused the symbol (risk.refusal_pause_*)
 
 
 class TickFlag(enum.IntFlag):

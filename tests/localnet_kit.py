@@ -24,8 +24,8 @@ from solders.pubkey import Pubkey
 from testkit import eventually
 
 from pipeline.executor.solana.config import SolanaConfig
+from pipeline.executor.solana.fate import Market
 from pipeline.executor.solana.inflight import Signed
-from pipeline.executor.solana.orders import Market
 from pipeline.executor.solana.tokens import unpack_account
 from pipeline.executor.solana.venue import SolanaVenue
 from pipeline.localnet.chain import LocalChain

@@ -11,6 +11,14 @@ a human has looked) and sets ``pipeline_chain_balance_mismatch``. Once the diffe
 explained (a deposit, a withdrawal), the local operator's ``balances.reopen`` makes the next
 reading re-open every asset at the chain's amount, audited with who and why.
 
+Every order that signed a transaction is followed by a reading once it is final, a
+reject included (a "reject" that landed is exactly what the reading must catch), and a
+stopping ledger takes one whenever anything was signed in its run. An order whose outcome
+the executor reports unknown gets a *snapshot* at once: a reading recorded (reason
+``unknown_outcome``; ``shutdown_in_flight`` for one taken at a stop with orders still
+open) but not compared, since the unknown transaction may land at any moment; the
+comparison follows at the next quiet moment, as for every reading.
+
 A reading is only comparable while nothing is in flight. A transaction can only leave the
 executor after its NEW report is in the reports ring, so a reading is requested when the
 ledger has committed every report and holds no open order, and it counts only if the ring's
@@ -43,7 +51,7 @@ from pipeline.executor.solana.account import trading_account
 from pipeline.executor.solana.checks import LAMPORTS_PER_SOL, WRAPPED_SOL_MINT
 from pipeline.executor.solana.rpc import Retrier
 from pipeline.executor.solana.tokens import associated_token_address, unpack_account
-from pipeline.ledger.store import LedgerStore
+from pipeline.ledger.store import CommitResult, LedgerStore
 from pipeline.ring import RingReader
 
 _ACCOUNT_WAIT_S: Final = 3600.0  # a localnet started after the ledger is still found
@@ -177,6 +185,9 @@ class ChainCheck:
         self._closing_deadline_s: float | None = None
         self._reopen: dict[str, str] | None = None  # who asked for a re-open, and why
         self._stopped = False  # the watch cannot read the chain (logged once)
+        self._snapshot = ""  # why an uncompared reading is wanted now; "" when none is
+        self._asked_snapshot = ""  # the reason of the snapshot on its way, if one is
+        self._signed = False  # a transaction was signed in this run
         self.mismatched = False
 
     def close(self) -> None:
@@ -192,10 +203,14 @@ class ChainCheck:
         """A reading is due or on its way: the ledger should not sleep long."""
         return not self._stopped and (bool(self._reason) or self.waiting)
 
-    def committed(self, moved_money: bool) -> None:
-        """A commit happened: read again if it moved money."""
-        if moved_money:
-            self._reason = self._reason or "fills"
+    def committed(self, result: CommitResult) -> None:
+        """A commit happened: read again if it moved money or ended a signed order;
+        take a snapshot at once if an outcome became unknown."""
+        if result.balances_changed or result.settled_signed:
+            self._reason = self._reason or ("fills" if result.balances_changed else "settled")
+        if result.unknown_outcomes:
+            self._snapshot = "unknown_outcome"
+        self._signed = self._signed or bool(result.signed or result.settled_signed)
 
     def step(self, now_s: float) -> None:
         try:
@@ -215,6 +230,11 @@ class ChainCheck:
             return
         if not self._reason and now_s >= self._last_reading_s + self._recheck_s:
             self._reason = "periodic"
+        if self._asked_at_seq is None and self._snapshot:
+            self._asked_snapshot, self._snapshot = self._snapshot, ""
+            self._asked_at_seq = self._reports().write_seq
+            self._watch.request()
+            return
         if self._asked_at_seq is not None or not self._reason \
                 or now_s < max(self._next_try_s, self._next_probe_s):
             return
@@ -237,9 +257,17 @@ class ChainCheck:
         if self._closing_deadline_s is None:
             self._closing_deadline_s = now_s + _CLOSING_WAIT_S
             self._next_try_s = 0.0
-            if self._reason and self._reason != "startup":
+            if self._signed or (self._reason and self._reason != "startup"):
                 self._reason = "shutdown"
         if not self._reason or self._stopped:
+            return True
+        if now_s > self._closing_deadline_s - _CLOSING_WAIT_S / 2 and not self.waiting \
+                and self._store.open_orders() and self._reason == "shutdown":
+            # Orders still open (unknown outcomes) keep the books from being compared:
+            # record what the chain holds as the pipeline stops, for whoever settles them.
+            self._reason = "shutdown_in_flight"
+            self._snapshot = "shutdown_in_flight"
+        if self._reason == "shutdown_in_flight" and not self._snapshot and not self.waiting:
             return True
         if now_s > self._closing_deadline_s:
             self._log.warning("no closing chain reading (nothing quiet or no answer)",
@@ -250,6 +278,7 @@ class ChainCheck:
 
     def _settle(self, reading: Reading, now_s: float) -> None:
         asked_at, self._asked_at_seq = self._asked_at_seq, None
+        snapshot, self._asked_snapshot = self._asked_snapshot, ""
         if reading.fatal:
             self._stopped = True
             self._metrics.readings.labels("error").inc()
@@ -260,6 +289,12 @@ class ChainCheck:
             self._metrics.readings.labels("error").inc()
             self._log.warning("chain balances not read: %s", reading.error,
                               extra={"event": "chain.read_failed"})
+            return
+        if snapshot:
+            self._metrics.readings.labels("snapshot").inc()
+            self._store.record_chain_balances(reading.balances, snapshot)
+            self._log.info("chain snapshot (%s): %s", snapshot, reading.balances,
+                           extra={"event": "chain.snapshot", "reason": snapshot})
             return
         if asked_at != self._reports().write_seq:
             self._metrics.readings.labels("stale").inc()

@@ -61,6 +61,8 @@ class Order(ModelBase):
     avg_price: Mapped[float] = mapped_column(Float)
     fee: Mapped[float] = mapped_column(Float)  # quote units
     network_fee: Mapped[float] = mapped_column(Float, default=0.0)  # native SOL (chain venues)
+    # Chain venues: transaction / balance_change / status (see ReportDetail); else NULL.
+    outcome_source: Mapped[str | None] = mapped_column(String(16))
     reject_reason: Mapped[str | None] = mapped_column(String(32))  # RejectReason name
     tick_seq: Mapped[int] = mapped_column(BigInteger)
     tick_ingest_ns: Mapped[int] = mapped_column(BigInteger)

@@ -152,7 +152,7 @@ class LedgerService(Service):
         self.duplicates += result.duplicates
         self._fills_total += result.fills
         if self._chain is not None:
-            self._chain.committed(moved_money=result.balances_changed > 0)
+            self._chain.committed(result)
         self._metrics.reports.inc(len(batch))
         self._metrics.duplicates.inc(result.duplicates)
         self._metrics.commit_seconds.observe(result.commit_seconds)

@@ -20,13 +20,16 @@ from typing import Any, Final
 import numpy as np
 
 from pipeline.errors import BadInputError
-from pipeline.records import REPORT_DTYPE, OrderStatus, RejectReason
+from pipeline.records import REPORT_DTYPE, OrderStatus, RejectReason, ReportDetail
 
 RANK_NEW: Final = 1
 RANK_FINAL: Final = 2
 
 _STATUS_NAMES: Final = np.array(["", *(s.name.lower() for s in OrderStatus)], dtype=object)
 _REASON_CODES: Final = np.array([r.value for r in RejectReason])
+_DETAIL_CODES: Final = np.array([d.value for d in ReportDetail])
+_SOURCE_NAMES: Final = np.array([None, None, "transaction", "balance_change", "status"],
+                                dtype=object)  # indexed by ReportDetail
 
 
 def _reason_names() -> np.ndarray:
@@ -50,6 +53,8 @@ class Booking:
     signatures: Columns  # every signed transaction named by a NEW report (may repeat)
     network_fee: float  # native SOL the batch's effective final reports cost
     duplicates: int
+    unknowns: Columns  # orders the venue reported with an unknown outcome (still open)
+    settled_signed: int  # effective final reports of orders that signed a transaction
 
 
 def validate(reports: np.ndarray, symbols: Mapping[int, tuple[str, str, str]]) -> None:
@@ -63,6 +68,7 @@ def validate(reports: np.ndarray, symbols: Mapping[int, tuple[str, str, str]]) -
         "side is not +1/-1": np.isin(reports["side"], [1, -1]),
         "unknown symbol_id": np.isin(reports["symbol_id"], list(symbols)),
         "unknown reject_reason": np.isin(reports["reject_reason"], _REASON_CODES),
+        "unknown detail": np.isin(reports["detail"], _DETAIL_CODES),
         "quantity is not positive": np.isfinite(reports["quantity"]) & (reports["quantity"] > 0),
         "limit_price is not finite": np.isfinite(reports["limit_price"]),
         "network_fee is not finite and >= 0": np.isfinite(reports["network_fee"])
@@ -124,6 +130,8 @@ def book(
     signed = np.flatnonzero((reports["status"] == OrderStatus.NEW)
                             & (reports["venue_ref"] != b""))
     finals = effective_idx[reports["status"][effective_idx] != OrderStatus.NEW]
+    unknown = np.flatnonzero((reports["status"] == OrderStatus.NEW)
+                             & (reports["detail"] == ReportDetail.OUTCOME_UNKNOWN))
     return Booking(
         order_inserts=_order_columns(reports[inserts], ranks[inserts], names[inserts], now),
         order_updates=_update_columns(reports[updates], ranks[updates], now),
@@ -137,7 +145,13 @@ def book(
             "created_at": [now] * len(signed),
         },
         network_fee=float(reports["network_fee"][finals].sum()),
-        duplicates=len(reports) - len(effective_idx),
+        duplicates=len(reports) - len(effective_idx)
+        - len(np.setdiff1d(unknown, effective_idx)),  # news, not repeats
+        unknowns={
+            "client_order_id": reports["client_order_id"][unknown].view(np.int64).tolist(),
+            "signature": _venue_refs(reports[unknown]),
+        },
+        settled_signed=int((reports["venue_ref"][finals] != b"").sum()),
     )
 
 
@@ -157,6 +171,7 @@ def _status_columns(r: np.ndarray, ranks: np.ndarray, now: str) -> Columns:
         "network_fee": r["network_fee"].tolist(),
         "reject_reason": _reason_names()[r["reject_reason"]].tolist(),
         "venue_ref": _venue_refs(r),
+        "outcome_source": _SOURCE_NAMES[r["detail"]].tolist(),
         "updated_at": [now] * len(r),
     }
 

@@ -53,6 +53,9 @@ class CommitResult:
     fills: int
     commit_seconds: float  # BEGIN to COMMIT, including the fsync
     balances_changed: int  # assets whose balance moved (fills, network fees)
+    unknown_outcomes: int = 0  # orders reported with an unknown outcome (chain venues)
+    settled_signed: int = 0  # orders that had signed a transaction and are now final
+    signed: int = 0  # transactions named by NEW reports (chain venues)
 
 
 class _CompiledStatements:
@@ -140,6 +143,11 @@ class LedgerStore:
                            sql_datetime(now))
             rows = self._write_orders(conn, booking)
             positions, balances = self._write_money(conn, booking, now)
+            for coid, signature in zip(booking.unknowns["client_order_id"],
+                                       booking.unknowns["signature"], strict=True):
+                # The moment the books stopped knowing: the order stays open meanwhile.
+                write_audit(conn, now, "executor", "order.outcome_unknown", {
+                    "client_order_id": coid % (1 << 64), "signature": signature})
             if cursors:
                 stmt = upsert(RingCursor)
                 conn.execute(stmt.on_conflict_do_update(
@@ -155,6 +163,9 @@ class LedgerStore:
             fills=len(booking.fill_records),
             commit_seconds=latency_s,
             balances_changed=len(balances),
+            unknown_outcomes=len(booking.unknowns["client_order_id"]),
+            settled_signed=booking.settled_signed,
+            signed=len(booking.signatures["signature"]),
         )
 
     def _stored_ranks(self, conn: Connection, reports: np.ndarray) -> np.ndarray:

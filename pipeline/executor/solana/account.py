@@ -15,8 +15,8 @@ from typing import Final
 from pipeline.config import PipelineConfig
 from pipeline.errors import OperationalError
 from pipeline.executor.solana.checks import WRAPPED_SOL_MINT
+from pipeline.executor.solana.fate import Market
 from pipeline.executor.solana.keys import load_keypair
-from pipeline.executor.solana.orders import Market
 from pipeline.localnet.manifest import Manifest
 
 NATIVE_SOL: Final = "native SOL"  # the fee asset when no traded asset is SOL itself

@@ -49,6 +49,14 @@ class SolanaConfig:
     backoff_s: float = 0.1  # first retry delay; doubles per retry, capped at 2 s
     resend_interval_s: float = 2.0  # re-send the same signed bytes this often until landed
     confirm_poll_s: float = 0.05
+    # Polls that fail or find a landed transaction not yet served back off up to this.
+    poll_max_s: float = 2.0
+    commitment: str = "confirmed"  # a status at this level (or finalized) means landed
+    # A landed transaction whose details the RPC does not serve for this long (at once on
+    # -32601) is measured from the wallet's balance change across it.
+    details_wait_s: float = 5.0
+    unknown_after_s: float = 2.0  # an order whose fate the RPC leaves open this long is unknown
+    unknown_page_after_s: float = 300.0  # ... and pages (OrderOutcomeUnknown) after this
     max_builds: int = 3  # fresh transactions per order after the previous one expired
     balance_tolerance: float = 1e-6  # asset units: chain vs ledger beyond this stops trading
     balance_check_interval_s: float = 1.0  # the ledger reads the chain at most this often
@@ -69,7 +77,10 @@ class SolanaConfig:
                 self.compute_unit_price_micro_lamports, "must be >= 0")
         require(self.max_fee_lamports > 0, "executor.solana.max_fee_lamports",
                 self.max_fee_lamports, "must be > 0")
+        require(self.commitment in ("confirmed", "finalized"), "executor.solana.commitment",
+                self.commitment, "confirmed or finalized")
         for name in ("rpc_timeout_s", "backoff_s", "resend_interval_s", "confirm_poll_s",
+                     "poll_max_s", "details_wait_s", "unknown_after_s", "unknown_page_after_s",
                      "balance_check_interval_s", "balance_recheck_s"):
             value = getattr(self, name)
             require(math.isfinite(value) and value > 0, f"executor.solana.{name}", value,

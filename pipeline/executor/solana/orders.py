@@ -1,11 +1,15 @@
-"""One order's life on Solana: build, check, sign once, report, land, confirm, report.
+"""One order's life on Solana: build, check, sign, report NEW, land, and learn its fate.
 
 Runs as a coroutine on the venue's event loop. The NEW report (signature in ``venue_ref``)
 is handed to the executor and the transaction stays in the process until the executor has
 put that report in the reports ring (``released``): after a crash the ledger knows the
-signature of anything that may have been sent. The same signed bytes are re-sent every
-``resend_interval_s`` until the signature has a status or the chain passes the
-transaction's ``lastValidBlockHeight``; only then may a new transaction be built.
+signature of anything that may have been sent.
+
+Once a transaction is signed, the order ends only on a fact read from the chain
+(:mod:`pipeline.executor.solana.fate`): landed, failed on chain, or expired (every one of
+its transactions). Exceptions, timeouts, 429s and lost answers after the send change
+nothing but the order's *unknown* flag: it stays open, is polled with bounded back-off, and
+is never signed again while any of its transactions can still land.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import asyncio
 import collections
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -25,29 +30,17 @@ from solders.message import to_bytes_versioned
 from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
-from pipeline.executor.solana.checks import (
-    RefusedError,
-    check_deltas,
-    check_message,
-    deltas_from,
-    taker_deltas,
-)
+from pipeline.executor.solana.checks import RefusedError, check_deltas, check_message
 from pipeline.executor.solana.config import SolanaConfig
-from pipeline.executor.solana.rpc import Retrier, is_temporary
+from pipeline.executor.solana.fate import Attempt, Expired, Fate, Market, Outcome, Pending
+from pipeline.executor.solana.rpc import Retrier
+from pipeline.executor.solana.simulate import simulated_deltas
 from pipeline.executor.solana.swapapi import Built, SwapApi
+from pipeline.executor.solana.wallet import Snapshot, WalletGuard, read_wallet
 
 _REMEMBERED_SIGNATURES: Final = 100_000  # far more than can be in flight in one blockhash window
-_LATE_STATUS_LOOKS: Final = 3  # polls for a status that trails the block height
 
 
-@dataclasses.dataclass(frozen=True)
-class Market:
-    """A symbol's two mints and their decimals."""
-
-    base_mint: str
-    base_decimals: int
-    quote_mint: str
-    quote_decimals: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,34 +54,55 @@ class Request:
     min_out: int
 
 
-@dataclasses.dataclass(frozen=True)
-class Outcome:
-    """How an order ended: a fill (base and quote amounts) or a reason it did not."""
-
-    filled_base: float = 0.0
-    filled_quote: float = 0.0
-    refused: str = ""  # the checks refused to sign
-    failed: str = ""  # the venue or the chain failed the order
-    limit: bool = False  # refused because the price was beyond the limit
-    signature: str = ""
-    network_fee: int = 0  # lamports the landed transaction cost the taker beyond the swap
-
-
 class LimitError(RefusedError):
     """The swap is honest but worse than the order's limit price."""
+
+
+class Tracker:
+    """An order's unknown episodes, told to the venue (report, metrics, log) once each."""
+
+    def __init__(self, unknown_after_s: float,
+                 on_unknown: Callable[[str, str], None],
+                 on_resolved: Callable[[float], None]) -> None:
+        self._unknown_after_s = unknown_after_s
+        self._on_unknown = on_unknown
+        self._on_resolved = on_resolved
+        self._since: float | None = None  # first doubt of the current episode
+        self.reported_at: float | None = None  # when the order was reported unknown
+
+    def doubt(self, signature: str, cause: str) -> None:
+        """The chain did not answer conclusively; unknown once this lasts long enough."""
+        now = time.monotonic()
+        if self._since is None:
+            self._since = now
+        if self.reported_at is None and now - self._since >= self._unknown_after_s:
+            self.reported_at = now
+            self._on_unknown(signature, cause)
+
+    def clear(self) -> None:
+        """A conclusive answer (the order is still open but its state is known)."""
+        if self.reported_at is None:
+            self._since = None
+
+    def resolved(self) -> None:
+        if self.reported_at is not None:
+            self._on_resolved(time.monotonic() - self.reported_at)
 
 
 class OrderRunner:
     """Runs orders against one RPC and one swap API with one taker key."""
 
     def __init__(self, config: SolanaConfig, rpc: AsyncClient, api: SwapApi,
-                 keypair: Keypair, retrier: Retrier, *, log: logging.Logger) -> None:
+                 keypair: Keypair, retrier: Retrier, *, fate: Fate,
+                 log: logging.Logger) -> None:
         self._config = config
         self._rpc = rpc
         self._api = api
         self._keypair = keypair
         self._taker = keypair.pubkey()
         self._retrier = retrier
+        self._fate = fate
+        self._guard = WalletGuard()
         # Signatures this process has produced: a venue that hands two orders the same
         # message would get one swap on chain booked as two fills.
         self._signed: collections.OrderedDict[Signature, None] = collections.OrderedDict()
@@ -96,55 +110,94 @@ class OrderRunner:
         self._log = log
 
     async def run(self, market: Market, request: Request,
-                  report_new: Callable[[str, int], Awaitable[None]]) -> Outcome:
-        """Build, check, sign, report NEW (await release), land; repeat only after expiry.
-
-        Every signature made for the order is looked up again before the order may end
-        without a fill: a transaction whose status trailed its blockhash's expiry must be
-        booked as the fill it is, never replaced by a refusal of the next build.
-        """
-        signed_so_far: list[Signature] = []
-        for _attempt in range(self._config.max_builds):
-            landed = await self._landed_earlier(signed_so_far, market)
-            if landed is not None:
-                return landed
+                  report_new: Callable[[str, int], Awaitable[None]],
+                  tracker: Tracker) -> Outcome:
+        """Build, check, sign, report NEW (await release), land; a new build only once
+        every earlier transaction of the order has expired."""
+        attempts: list[Attempt] = []
+        for _build in range(self._config.max_builds):
             built = await self._api.build(request.input_mint, request.output_mint,
                                           request.amount_in, str(self._taker))
             try:
-                signed = await self._check_and_sign(built, request)
+                signed, before = await self._check_and_sign(built, request, market)
             except LimitError as exc:
-                return await self._landed_earlier(signed_so_far, market) or Outcome(
-                    refused=str(exc), limit=True)
+                return Outcome(refused=str(exc), limit=True)
             except RefusedError as exc:
-                return await self._landed_earlier(signed_so_far, market) or Outcome(
-                    refused=str(exc))
-            signature = signed.signatures[0]
-            signed_so_far.append(signature)
-            await report_new(str(signature), built.last_valid_height)
-            outcome = await self._land(signed, built, market)
+                return Outcome(refused=str(exc))
+            attempt = Attempt(signed.signatures[0], signed, built.last_valid_height,
+                              before=before, generation=self._guard.signed())
+            attempts.append(attempt)
+            self._guard.opened()
+            try:
+                await report_new(str(attempt.signature), built.last_valid_height)
+                outcome = await self.settle(attempts, market, tracker, resend=signed,
+                                            request_id=built.request_id)
+            finally:
+                self._guard.settled(attempts[-1].landed_slot)
             if outcome is not None:
                 return outcome
-        return await self._landed_earlier(signed_so_far, market) or Outcome(
-            failed=f"not landed after {self._config.max_builds} transactions")
+        return Outcome(failed=f"expired {len(attempts)} times without landing")
 
-    async def _landed_earlier(self, signatures: list[Signature],
-                              market: Market) -> Outcome | None:
-        """The outcome of any earlier attempt that did land (statuses can trail a poll)."""
-        if not signatures:
-            return None
-        for _look in range(_LATE_STATUS_LOOKS):
-            for signature in signatures:
-                outcome = await self.outcome(signature, market)
-                if outcome is not None:
-                    return outcome
-            await asyncio.sleep(self._config.confirm_poll_s)
-        return None
+    async def settle(self, attempts: list[Attempt], market: Market, tracker: Tracker, *,
+                     resend: VersionedTransaction | None = None,
+                     request_id: str = "") -> Outcome | None:
+        """Send ``resend`` (if any) until the chain decides; the outcome, or None once every
+        attempt has expired. Never raises for a network problem: those only make the
+        order unknown (``tracker``) and slow the polling down (capped back-off)."""
+        if resend is not None and self._config.landing == "execute":
+            self._execute_once(resend, request_id)
+        resend_raw = bytes(resend) if resend is not None and self._config.landing == "self" \
+            else None
+        loop = asyncio.get_running_loop()
+        last_send = -1e9
+        delay = self._config.confirm_poll_s
+        while True:
+            if resend_raw is not None and loop.time() - last_send >= \
+                    self._config.resend_interval_s and not attempts[-1].expired:
+                last_send = loop.time()
+                await self._send(resend_raw, str(attempts[-1].signature), tracker)
+            try:
+                fate = await self._fate.observe(attempts, market, self._guard)
+            except Exception as exc:  # an RPC that failed us: unknown, never rejected
+                tracker.doubt(str(attempts[-1].signature), f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._config.poll_max_s)
+                continue
+            if isinstance(fate, Outcome):
+                return fate
+            if isinstance(fate, Expired):
+                return None
+            if isinstance(fate, Pending):
+                tracker.doubt(fate.signature, fate.cause)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._config.poll_max_s)
+                continue
+            tracker.clear()  # open: no status yet, blockhash still valid
+            delay = self._config.confirm_poll_s
+            await asyncio.sleep(delay)
 
-    async def _check_and_sign(self, built: Built, request: Request) -> VersionedTransaction:
+    async def _send(self, raw: bytes, signature: str, tracker: Tracker) -> None:
+        """Send the signed bytes; whatever the answer, the chain decides (a send whose
+        answer was lost may well have landed)."""
+        opts = TxOpts(skip_preflight=True, max_retries=0, preflight_commitment=Confirmed)
+        try:
+            await asyncio.wait_for(self._rpc.send_raw_transaction(raw, opts),
+                                   self._config.rpc_timeout_s)
+        except BaseException as exc:
+            if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+                raise  # cancellation: the venue is stopping
+            tracker.doubt(signature, f"send: {type(exc).__name__}: {exc}")
+
+    async def _check_and_sign(self, built: Built, request: Request, market: Market
+                              ) -> tuple[VersionedTransaction, Snapshot | None]:
         check_message(built.tx, self._taker, self._config.allowed_programs)
-        sim = await self._retrier.call("simulateTransaction", lambda: self._rpc.
-                                       simulate_transaction(built.tx, commitment=Confirmed))
-        deltas = taker_deltas(sim.value, built.tx, self._taker)
+        mints = (market.base_mint, market.quote_mint)
+        # The wallet before signing, read alongside the simulation: the fill of a landed
+        # transaction the RPC will not serve is measured against it.
+        deltas, before = await asyncio.gather(
+            simulated_deltas(self._rpc, self._retrier, built.tx, self._taker,
+                             (request.input_mint, request.output_mint)),
+            self._quiet_snapshot(mints))
         # The transaction must do what the venue quoted (a lying venue is refused outright),
         # and the quote must satisfy the order's limit (else the order is not marketable).
         check_deltas(deltas, input_mint=request.input_mint,
@@ -162,44 +215,24 @@ class OrderRunner:
         self._signed[signature] = None
         if len(self._signed) > _REMEMBERED_SIGNATURES:
             self._signed.popitem(last=False)
-        return signed
+        return signed, before
 
-    async def _land(self, signed: VersionedTransaction, built: Built,
-                    market: Market) -> Outcome | None:
-        """Send until landed or expired; None when expired (a new build is then safe)."""
-        signature = signed.signatures[0]
-        if self._config.landing == "execute":
-            # The answer is logged, never trusted: the order settles by signature status
-            # until the blockhash expires, whatever /execute says (a "Failed" may still land).
-            task = asyncio.get_running_loop().create_task(
-                self._execute(signed, built.request_id))
-            self._executing.add(task)  # the loop keeps only weak references to tasks
-            task.add_done_callback(self._executing.discard)
-        raw = bytes(signed)
-        opts = TxOpts(skip_preflight=True, max_retries=0, preflight_commitment=Confirmed)
-        last_send = -1e9
-        loop = asyncio.get_running_loop()
-        while True:
-            if self._config.landing == "self" and \
-                    loop.time() - last_send >= self._config.resend_interval_s:
-                last_send = loop.time()
-                try:
-                    await self._rpc.send_raw_transaction(raw, opts)
-                except BaseException as exc:
-                    # Sent or not, the bytes are re-sent until the signature has a status or
-                    # the blockhash expired; a failed send only matters if it is not temporary
-                    # (a solders parse panic is a bad answer, hence temporary).
-                    if not (is_temporary(exc) or type(exc).__name__ == "PanicException"):
-                        raise
-            outcome = await self.outcome(signature, market)
-            if outcome is not None:
-                return outcome
-            height = await self._retrier.call("getBlockHeight", lambda: self._rpc.
-                                              get_block_height(Confirmed))
-            if height.value > built.last_valid_height:
-                # One last look: it may have landed in the final valid block.
-                return await self.outcome(signature, market)
-            await asyncio.sleep(self._config.confirm_poll_s)
+    async def _quiet_snapshot(self, mints: tuple[str, str]) -> Snapshot | None:
+        """The wallet now, if it can measure a fill later (see wallet.py), else None."""
+        try:
+            snapshot = await read_wallet(self._rpc, self._retrier, self._taker, mints)
+        except Exception as exc:  # only a fallback is lost; the order goes on
+            self._log.info("wallet not read before signing: %s", exc,
+                           extra={"event": "solana.wallet_unread"})
+            return None
+        return snapshot if self._guard.quiet(snapshot) else None
+
+    def _execute_once(self, signed: VersionedTransaction, request_id: str) -> None:
+        """POST /execute in the background; its answer is logged, never trusted: the order
+        settles by signature status whatever it says (a "Failed" may still land)."""
+        task = asyncio.get_running_loop().create_task(self._execute(signed, request_id))
+        self._executing.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._executing.discard)
 
     async def _execute(self, signed: VersionedTransaction, request_id: str) -> None:
         signature = str(signed.signatures[0])
@@ -213,43 +246,6 @@ class OrderRunner:
                        extra={"event": "solana.execute", "signature": signature,
                               "status": answer.get("status"), "code": answer.get("code"),
                               "error": answer.get("error")})
-
-    async def outcome(self, signature: Signature, market: Market) -> Outcome | None:
-        """The order's result if ``signature`` has a confirmed status, else None.
-
-        A failed transaction still cost its fee: the outcome carries it whenever the
-        transaction is served, so the ledger's native SOL stays equal to the chain's.
-        """
-        statuses = await self._retrier.call("getSignatureStatuses", lambda: self._rpc.
-                                            get_signature_statuses([signature]))
-        status = statuses.value[0]
-        if status is None:
-            return None
-        found = await self._retrier.call("getTransaction", lambda: self._rpc.get_transaction(
-            signature, encoding="base64", commitment=Confirmed,
-            max_supported_transaction_version=0))
-        served = found.value
-        meta = served.transaction.meta if served is not None else None
-        tx = served.transaction.transaction if served is not None else None
-        if status.err is not None:
-            return Outcome(failed=f"transaction failed on chain: {status.err}",
-                           signature=str(signature), network_fee=meta.fee if meta else 0)
-        if meta is None or not isinstance(tx, VersionedTransaction):
-            return None  # status seen before the transaction is served: ask again
-        if meta.err is not None:
-            return Outcome(failed=f"transaction failed on chain: {meta.err}",
-                           signature=str(signature), network_fee=meta.fee)
-        deltas = deltas_from(meta.pre_token_balances or [], meta.post_token_balances or [],
-                             list(meta.pre_balances), list(meta.post_balances), tx=tx,
-                             taker=self._taker, fee=meta.fee)
-        base = abs(deltas.swapped(market.base_mint)) / 10**market.base_decimals
-        quote = abs(deltas.swapped(market.quote_mint)) / 10**market.quote_decimals
-        cost = deltas.native_cost((market.base_mint, market.quote_mint))
-        if base <= 0 or quote <= 0:
-            return Outcome(failed="confirmed transaction moved none of the pair's tokens",
-                           signature=str(signature), network_fee=cost)
-        return Outcome(filled_base=base, filled_quote=quote, signature=str(signature),
-                       network_fee=cost)
 
 
 def sign(tx: VersionedTransaction, keypair: Keypair) -> VersionedTransaction:

@@ -17,16 +17,19 @@ from typing import TypeVar
 import httpx2
 from solana.exceptions import SolanaRpcException
 from solana.rpc.core import RPCException
+from solana.rpc.jsonrpc import SolanaJsonRpcError
 from solders.rpc.errors import (
     BlockNotAvailableMessage,
     BlockStatusNotAvailableYetMessage,
     InternalErrorMessage,
+    MethodNotFoundMessage,
     MinContextSlotNotReachedMessage,
     NodeUnhealthyMessage,
 )
 
 T = TypeVar("T")
 _MAX_DELAY_S = 2.0
+METHOD_NOT_FOUND = -32601
 _TEMPORARY_RPC_CODES = (-32005, -32004, -32603)  # node behind, block not available, internal
 _TEMPORARY_RPC_ERRORS = (NodeUnhealthyMessage, BlockNotAvailableMessage, InternalErrorMessage,
                          MinContextSlotNotReachedMessage, BlockStatusNotAvailableYetMessage)
@@ -48,11 +51,25 @@ def is_temporary(exc: BaseException) -> bool:
         return True
     if isinstance(exc, httpx2.HTTPStatusError):
         return exc.response.status_code == 429 or exc.response.status_code >= 500
+    if isinstance(exc, SolanaJsonRpcError):
+        return exc.code in _TEMPORARY_RPC_CODES
     if isinstance(exc, RPCException) and exc.args:
         # solders parses known codes into typed messages (without ``code``); others keep it.
         return isinstance(exc.args[0], _TEMPORARY_RPC_ERRORS) \
             or getattr(exc.args[0], "code", None) in _TEMPORARY_RPC_CODES
     return False
+
+
+def rpc_error_code(exc: BaseException) -> int | None:
+    """The JSON-RPC error code behind ``exc``, if it is a JSON-RPC error answer."""
+    if isinstance(exc, SolanaJsonRpcError):
+        return exc.code
+    if isinstance(exc, RPCException) and exc.args:
+        if isinstance(exc.args[0], MethodNotFoundMessage):  # solders keeps no code for it
+            return METHOD_NOT_FOUND
+        code = getattr(exc.args[0], "code", None)
+        return code if isinstance(code, int) else None
+    return None
 
 
 class Retrier:

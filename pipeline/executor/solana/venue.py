@@ -12,6 +12,12 @@ re-submitted order is reconciled by the status of every signature the ledger hol
 and ends unfilled only once the chain is past all of their ``lastValidBlockHeight``s; it is
 never signed again.
 
+An order whose fate the RPC leaves open (errors, lost answers, a landed transaction it
+does not serve) is reported again as NEW with ``ReportDetail.OUTCOME_UNKNOWN`` after
+``unknown_after_s``: the ledger reads the chain at once and the order stays open, so the
+strategy sends nothing more for its symbol. ``pipeline_solana_oldest_unknown_seconds``
+pages past ``unknown_page_after_s``.
+
 Chain balances are the ledger's business (``pipeline.ledger.chain_watch``): it reads them
 after its commits and turns trading off through the kill switch on a mismatch.
 """
@@ -27,7 +33,7 @@ from collections.abc import Callable
 from typing import Final
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed
 from solders.keypair import Keypair
@@ -35,15 +41,15 @@ from solders.signature import Signature
 
 from pipeline.executor.solana.checks import LAMPORTS_PER_SOL
 from pipeline.executor.solana.config import SolanaConfig
+from pipeline.executor.solana.fate import Attempt, Fate, Market, Outcome
 from pipeline.executor.solana.inflight import Signed
-from pipeline.executor.solana.orders import Market, OrderRunner, Outcome, Request
+from pipeline.executor.solana.orders import OrderRunner, Request, Tracker
 from pipeline.executor.solana.rpc import Retrier
 from pipeline.executor.solana.swapapi import SwapApi, SwapRejectedError
 from pipeline.executor.venue import reports_from_intents
-from pipeline.records import REPORT_DTYPE, OrderStatus, RejectReason
+from pipeline.records import REPORT_DTYPE, OrderStatus, RejectReason, ReportDetail
 
 _BUY: Final = 1
-_BLOCKHASH_WINDOW: Final = 152  # blocks a blockhash stays valid for, with a margin
 
 
 class SolanaMetrics:
@@ -54,6 +60,19 @@ class SolanaMetrics:
         self.refused = Counter("pipeline_solana_refused_total",
                                "Transactions refused by the pre-signing checks",
                                registry=registry)
+        self.unknown = Counter("pipeline_solana_unknown_outcomes_total",
+                               "Orders whose fate the RPC left open past unknown_after_s",
+                               ["cause"], registry=registry)
+        self.unknown_open = Gauge("pipeline_solana_unknown_orders",
+                                  "Orders open with an unknown outcome", registry=registry)
+        self.oldest_unknown = Gauge("pipeline_solana_oldest_unknown_seconds",
+                                    "Age of the oldest order with an unknown outcome",
+                                    registry=registry)
+        self.page_after = Gauge("pipeline_solana_unknown_page_after_seconds",
+                                "executor.solana.unknown_page_after_s: the page threshold",
+                                registry=registry)
+        self.resolve_seconds = Counter("pipeline_solana_unknown_resolved_seconds_total",
+                                       "Time unknown orders took to resolve", registry=registry)
 
 
 class SolanaVenue:
@@ -74,6 +93,10 @@ class SolanaVenue:
         self._unreleased: queue.SimpleQueue[asyncio.Event] = queue.SimpleQueue()
         self._to_release: list[asyncio.Event] = []
         self._last_price: dict[int, float] = {}
+        self._unknown: dict[int, float] = {}  # client_order_id -> monotonic time reported
+        self._metrics.page_after.set(config.unknown_page_after_s)
+        self._metrics.oldest_unknown.set_function(self._oldest_unknown_s)
+        self._metrics.unknown_open.set_function(lambda: len(self._unknown))
         # Read before the first intent arrives (it blocks until the ledger has committed
         # every report): the executor must hand these orders back to us even while trading
         # is disabled, or a transaction that lands would be booked as a reject.
@@ -130,6 +153,10 @@ class SolanaVenue:
         """Nothing signed can be cancelled (it may still land): those stay pending."""
         return np.empty(0, dtype=REPORT_DTYPE)
 
+    def _oldest_unknown_s(self) -> float:
+        reported = list(self._unknown.values())  # the venue's loop thread writes the dict
+        return time.monotonic() - min(reported) if reported else 0.0
+
     def pending_ids(self) -> set[int]:
         return set(self._pending)
 
@@ -175,9 +202,11 @@ class SolanaVenue:
     def _final(self, intent: np.ndarray, send_ns: int, status: OrderStatus, *,
                reason: RejectReason = RejectReason.NONE, signature: str = "",
                base: float = 0.0, quote: float = 0.0, last_valid_height: int = 0,
-               network_fee_lamports: int = 0) -> np.ndarray:
+               network_fee_lamports: int = 0,
+               detail: ReportDetail = ReportDetail.NONE) -> np.ndarray:
         report = reports_from_intents(intent, send_ns, status, reason)
         report["venue_ts_ns"] = time.time_ns()
+        report["detail"] = detail
         report["venue_ref"] = signature.encode()
         report["last_valid_height"] = last_valid_height
         report["network_fee"] = network_fee_lamports / LAMPORTS_PER_SOL
@@ -195,8 +224,11 @@ class SolanaVenue:
         self._rpc = AsyncClient(self._rpc_url, commitment=Confirmed,
                                 timeout=self._config.rpc_timeout_s)
         self._api = SwapApi(self._swap_url, self._api_key, self._config, retrier)
+        fate = Fate(self._rpc, retrier, self._keypair.pubkey(),
+                    commitment=self._config.commitment,
+                    details_wait_s=self._config.details_wait_s)
         self._runner = OrderRunner(self._config, self._rpc, self._api, self._keypair, retrier,
-                                   log=self._log)
+                                   fate=fate, log=self._log)
         if self._in_flight:
             self._log.warning("reconciling %d in-flight orders by signature",
                               len(self._in_flight), extra={"event": "solana.recover",
@@ -209,46 +241,58 @@ class SolanaVenue:
     async def _order(self, intent: np.ndarray, send_ns: int) -> None:
         coid = int(intent["client_order_id"][0])
         market = self._markets[int(intent["symbol_id"][0])]
+        tracker = Tracker(self._config.unknown_after_s,
+                          lambda sig, cause: self._report_unknown(intent, send_ns, sig, cause),
+                          lambda waited_s: self._resolved(coid, waited_s))
         try:
-            outcome = None
             if coid in self._in_flight:
-                # An intent from before the crash: settled by its signature only. If that
-                # transaction can no longer land, the stale order ends unfilled rather than
-                # being traded again at today's price.
-                outcome = await self._reconcile(self._in_flight[coid], market) or Outcome(
-                    failed="signed before a restart, expired without landing")
+                # An intent from before the crash: settled by its signatures only. Once
+                # none of them can land, the stale order ends unfilled rather than being
+                # traded again at today's price.
+                outcome = await self._reconcile(self._in_flight[coid], market, tracker)
                 self._in_flight.pop(coid, None)
             else:
-                outcome = await self._runner.run(market, self._request(intent, market),
-                                                 lambda sig, h: self._report_new(intent,
-                                                                                 send_ns, sig, h))
+                outcome = await self._runner.run(
+                    market, self._request(intent, market),
+                    lambda sig, h: self._report_new(intent, send_ns, sig, h), tracker)
         except SwapRejectedError as exc:
             outcome = Outcome(failed=str(exc))
-        except Exception as exc:  # an order must end in a report; the process stays up
-            self._log.exception("order %d failed", coid, extra={"event": "solana.order_error"})
+        except Exception as exc:
+            # Only building and checking can raise (settling never does), so nothing of
+            # this attempt was signed and every earlier one has expired: a true reject.
+            self._log.warning("order %d not sent: %s: %s", coid, type(exc).__name__, exc,
+                              extra={"event": "solana.order_error"})
             outcome = Outcome(failed=f"{type(exc).__name__}: {exc}")
+        tracker.resolved()
         self._results.put(self._outcome_report(intent, send_ns, outcome))
 
-    async def _reconcile(self, signed: list[Signed], market: Market) -> Outcome | None:
-        """The outcome of the transactions signed before a restart, or None once the chain
-        is past every one's lastValidBlockHeight (one more look after that: a status may
-        trail the height it landed at)."""
-        expiry = max(s.last_valid_height for s in signed)
-        if not all(s.last_valid_height for s in signed):  # booked before heights were kept
-            height = await self._rpc.get_block_height(Confirmed)
-            expiry = max(expiry, height.value + _BLOCKHASH_WINDOW)
-        signatures = [Signature.from_string(s.signature) for s in signed]
-        expired = False
-        while True:
-            for signature in signatures:
-                outcome = await self._runner.outcome(signature, market)
-                if outcome is not None:
-                    return outcome
-            if expired:
-                return None
-            height = await self._rpc.get_block_height(Confirmed)
-            expired = height.value > expiry
-            await asyncio.sleep(self._config.confirm_poll_s)
+    async def _reconcile(self, signed: list[Signed], market: Market,
+                         tracker: Tracker) -> Outcome:
+        """The outcome of the transactions signed before a restart (see fate.py)."""
+        attempts = [Attempt(Signature.from_string(s.signature), None, s.last_valid_height)
+                    for s in signed]
+        outcome = await self._runner.settle(attempts, market, tracker)
+        return outcome or Outcome(failed="signed before a restart, expired without landing")
+
+    def _report_unknown(self, intent: np.ndarray, send_ns: int, signature: str,
+                        cause: str) -> None:
+        coid = int(intent["client_order_id"][0])
+        self._unknown[coid] = time.monotonic()
+        kind = "send" if cause.startswith("send:") else \
+            "landed_pending" if cause.startswith("landed") else "rpc_error"
+        self._metrics.unknown.labels(kind).inc()
+        self._log.warning("order %d outcome unknown: %s", coid, cause, extra={
+            "event": "solana.outcome_unknown", "client_order_id": coid,
+            "signature": signature, "cause": cause})
+        self._results.put(self._final(intent, send_ns, OrderStatus.NEW, signature=signature,
+                                      detail=ReportDetail.OUTCOME_UNKNOWN))
+
+    def _resolved(self, coid: int, waited_s: float) -> None:
+        self._unknown.pop(coid, None)
+        self._metrics.resolve_seconds.inc(waited_s)
+        self._log.info("order %d outcome known after %.2f s", coid, waited_s, extra={
+            "event": "solana.outcome_resolved", "client_order_id": coid,
+            "unknown_s": round(waited_s, 3)})
 
     async def _report_new(self, intent: np.ndarray, send_ns: int, signature: str,
                           last_valid_height: int) -> None:
@@ -280,7 +324,8 @@ class SolanaVenue:
         if outcome.filled_base > 0:
             return self._final(intent, send_ns, OrderStatus.FILLED, signature=outcome.signature,
                                base=outcome.filled_base, quote=outcome.filled_quote,
-                               network_fee_lamports=outcome.network_fee)
+                               network_fee_lamports=outcome.network_fee,
+                               detail=outcome.source)
         if outcome.refused:
             self._metrics.refused.inc()
             self._log.warning("refused to sign: %s", outcome.refused,
@@ -291,4 +336,4 @@ class SolanaVenue:
                               extra={"event": "solana.failed", "signature": outcome.signature})
         return self._final(intent, send_ns, OrderStatus.REJECTED, reason=reason,
                            signature=outcome.signature,
-                           network_fee_lamports=outcome.network_fee)
+                           network_fee_lamports=outcome.network_fee, detail=outcome.source)

@@ -25,12 +25,14 @@ from pipeline.executor.solana.account import NATIVE_SOL
 from pipeline.executor.solana.tokens import pack_account, unpack_account
 from pipeline.ledger.chain_watch import ChainCheck, ChainWatch
 from pipeline.ledger.db import init_db, make_engine
-from pipeline.ledger.store import LedgerStore
+from pipeline.ledger.store import CommitResult, LedgerStore
 from pipeline.localnet.manifest import Manifest
-from pipeline.records import REPORT_DTYPE, OrderStatus
+from pipeline.records import REPORT_DTYPE, OrderStatus, RejectReason, ReportDetail
 from pipeline.ring import RingReader, RingSpec, RingWriter
 
 RUN_ID = uuid.uuid4()
+MOVED_MONEY = CommitResult(rows_written=2, duplicates=0, fills=1, commit_seconds=0.0,
+                           balances_changed=2)
 
 
 @dataclass
@@ -128,7 +130,7 @@ def test_the_startup_reading_is_recorded_and_adopts_the_opening_balances(rig: Ri
 def test_a_transfer_nobody_booked_is_a_mismatch(rig: Rig) -> None:
     rig.settle("the start-up reading")
     _take_tokens(rig.net, "USDT", 5 * 10**6)
-    rig.check.committed(moved_money=True)
+    rig.check.committed(MOVED_MONEY)
     rig.settle("the reading after the transfer")
     assert rig.mismatches == ["USDT: chain 99995.0 vs ledger 100000.0"]
     assert rig.registry.get_sample_value("pipeline_chain_balance_mismatch") == 1
@@ -181,7 +183,7 @@ def test_fees_booked_before_the_first_reading_do_not_make_a_mismatch(rig: Rig) -
 
 def test_a_draining_ledger_takes_a_closing_reading_when_money_moved(rig: Rig) -> None:
     rig.settle("the start-up reading")
-    rig.check.committed(moved_money=True)
+    rig.check.committed(MOVED_MONEY)
     eventually(lambda: rig.check.closing(time.monotonic()), timeout_s=10, interval_s=0.01,
                message="the closing reading")
     assert rig.rows("SELECT count(*) FROM chain_balances WHERE reason = 'shutdown'") == [(3,)]
@@ -232,7 +234,7 @@ def test_a_database_refusing_writes_delays_the_reading_and_the_ledger_goes_on(
 
     event.listen(rig.engine, "connect", read_only)
     _take_tokens(rig.net, "USDT", 10**6)
-    rig.check.committed(moved_money=True)
+    rig.check.committed(MOVED_MONEY)
     before = rig.sample("error")
     eventually(lambda: (rig.check.step(time.monotonic()), rig.sample("error") > before)[1],
                timeout_s=20, interval_s=0.01, message="the write failed and was counted")
@@ -241,3 +243,63 @@ def test_a_database_refusing_writes_delays_the_reading_and_the_ledger_goes_on(
     rig.engine.dispose()
     rig.settle("the reading, once the database takes writes again")
     assert rig.mismatches == ["USDT: chain 99999.0 vs ledger 100000.0"]
+
+
+def _signed_report(status: OrderStatus, *, detail: ReportDetail = ReportDetail.NONE
+                   ) -> np.ndarray:
+    report = np.zeros(1, dtype=REPORT_DTYPE)
+    report["client_order_id"], report["symbol_id"], report["side"] = 7, 1, 1
+    report["quantity"] = report["limit_price"] = 1.0
+    report["status"], report["detail"] = status, detail
+    report["venue_ref"] = b"5" * 87
+    if status == OrderStatus.REJECTED:
+        report["reject_reason"] = RejectReason.VENUE_ERROR
+    return report
+
+
+def test_a_signed_order_ending_as_a_reject_is_followed_by_a_reading(rig: Rig) -> None:
+    """A reject that moved no booked money still had a signed transaction: if it landed
+    after all, only the chain can say so."""
+    rig.settle("the start-up reading")
+    rig.store.apply(_signed_report(OrderStatus.NEW), {})
+    result = rig.store.apply(_signed_report(OrderStatus.REJECTED), {})
+    assert (result.settled_signed, result.balances_changed) == (1, 0)
+    _take_tokens(rig.net, "SOL", 10**9)  # as if the "rejected" swap had sold 1 SOL
+    rig.check.committed(result)
+    rig.settle("the reading after the reject")
+    assert rig.mismatches == ["SOL: chain 9.0 vs ledger 10.0"]
+    assert rig.rows("SELECT count(*) FROM chain_balances WHERE reason = 'settled'") == [(3,)]
+
+
+def test_an_unknown_outcome_takes_a_snapshot_at_once_and_compares_nothing(rig: Rig) -> None:
+    rig.settle("the start-up reading")
+    rig.store.apply(_signed_report(OrderStatus.NEW), {})
+    result = rig.store.apply(_signed_report(OrderStatus.NEW,
+                                            detail=ReportDetail.OUTCOME_UNKNOWN), {})
+    assert result.unknown_outcomes == 1 and result.duplicates == 0
+    assert rig.rows("SELECT status FROM orders WHERE client_order_id = 7") == [("new",)]
+    assert rig.rows("SELECT count(*) FROM audit_log WHERE action = 'order.outcome_unknown'"
+                    ) == [(1,)]
+    _take_tokens(rig.net, "SOL", 10**9)  # the unknown swap landed
+    rig.check.committed(result)
+    rig.settle("the snapshot", done="snapshot")
+    assert rig.rows("SELECT asset, amount FROM chain_balances WHERE reason = "
+                    "'unknown_outcome' AND asset = 'SOL'") == [("SOL", 9.0)]
+    assert rig.mismatches == [], "an open order may still land: nothing is compared"
+    # The order stays open, so a stopping ledger records what the chain holds, uncompared.
+    eventually(lambda: rig.check.closing(time.monotonic()), timeout_s=10, interval_s=0.01,
+               message="the closing snapshot")
+    assert rig.rows("SELECT count(*) FROM chain_balances WHERE reason = 'shutdown_in_flight'"
+                    ) == [(3,)]
+    assert rig.mismatches == []
+
+
+def test_a_stopping_ledger_reads_the_chain_whenever_anything_was_signed(rig: Rig) -> None:
+    rig.settle("the start-up reading")
+    rig.store.apply(_signed_report(OrderStatus.NEW), {})
+    result = rig.store.apply(_signed_report(OrderStatus.REJECTED), {})
+    rig.check.committed(result)
+    rig.settle("the reading after the reject")
+    eventually(lambda: rig.check.closing(time.monotonic()), timeout_s=10, interval_s=0.01,
+               message="the closing reading")
+    assert rig.rows("SELECT count(*) FROM chain_balances WHERE reason = 'shutdown'") == [(3,)]
