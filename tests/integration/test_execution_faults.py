@@ -92,6 +92,17 @@ def _run_for(data_dir: Path, env: dict[str, str], output: Path) -> int | None:
         except subprocess.TimeoutExpired:
             return None
         finally:
+            _stop_launcher(run)
+
+
+def _stop_launcher(run: subprocess.Popen[bytes]) -> None:
+    """Whatever failed: SIGINT first (the launcher stops its children and the localnet, which
+    runs in its own session and would outlive a killed launcher), SIGKILL last."""
+    if run.poll() is None:
+        run.send_signal(signal.SIGINT)
+        try:
+            run.wait(timeout=STOP_S)
+        except subprocess.TimeoutExpired:
             kill_leftovers([run])
 
 
