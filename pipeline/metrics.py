@@ -7,6 +7,7 @@ receives the registry from ``main()`` (tests build fresh ones).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
@@ -97,6 +98,22 @@ class StrategyMetrics:
                                   "Ingest stamp to strategy decision", buckets=LATENCY_BUCKETS_S,
                                   registry=registry)
         self.paused = Gauge("pipeline_strategy_paused", "1 while paused", registry=registry)
+        self.venue_refusals = Counter("pipeline_strategy_venue_refusals_total",
+                                      "Orders the venue refused, as the strategy saw them",
+                                      ["reason"], registry=registry)
+        self.paused_symbols = Gauge("pipeline_strategy_paused_symbols",
+                                    "Symbols paused after venue refusals in a row",
+                                    registry=registry)
+        self._refusals_exported: dict[str, int] = {}
+
+    def export_refusals(self, totals: Mapping[str, int]) -> None:
+        """Bring the venue refusal counters up to the risk engine's running totals."""
+        for reason, total in totals.items():
+            delta = total - self._refusals_exported.get(reason, 0)
+            child = self.venue_refusals.labels(reason)  # exported at 0 from the start
+            if delta > 0:
+                child.inc(delta)
+                self._refusals_exported[reason] = total
 
 
 class ExecutorMetrics:

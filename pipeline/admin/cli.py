@@ -31,7 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     _add_processes(sub.add_parser("ping", help="is it answering?"))
     sub.add_parser("pause", help="the strategy stops emitting orders (ingest keeps reading)")
-    sub.add_parser("resume", help="the strategy emits orders again")
+    resume = sub.add_parser("resume", help="the strategy emits orders again, for every "
+                            "symbol (or one with --symbol) paused after venue refusals too")
+    resume.add_argument("--symbol", help="id or name of the one symbol to resume (the "
+                        "strategy's own pause stays)")
     _add_processes(sub.add_parser("reload", help="re-read the config (like SIGHUP)"))
     kill = sub.add_parser("kill", help="disable trading now")
     kill.add_argument("--reason", default="", help="recorded in the audit log")
@@ -96,6 +99,9 @@ def run(args: argparse.Namespace, config: PipelineConfig) -> int:
             return commands.status(client, as_json=args.json)
         if command == "ping":
             return commands.ping(client, args.processes or PROCESSES)
+        if command == "resume" and args.symbol is not None:
+            symbol = int(args.symbol) if args.symbol.isdigit() else args.symbol
+            return commands.simple(client, ["strategy"], command, args={"symbol": symbol})
         if command in ("pause", "resume"):
             return commands.simple(client, ["strategy"], command)
         if command == "reload":

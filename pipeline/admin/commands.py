@@ -58,7 +58,12 @@ def _detail(process: str, body: Mapping[str, Any]) -> str:
             "strategy": ("ticks", "intents", "paused"),
             "executor": ("orders", "fills", "rejects", "trade_enabled"),
             "ledger": ("reports", "fills", "trade_enabled")}[process]
-    return " ".join(f"{k}={body[k]}" for k in keys if k in body)
+    detail = " ".join(f"{k}={body[k]}" for k in keys if k in body)
+    paused = body.get("paused_symbols") or []  # the strategy's, after venue refusals
+    if paused:
+        detail += " paused_symbols=" + ",".join(
+            f"{p.get('symbol')}({p.get('reason')} x{p.get('streak')})" for p in paused)
+    return detail
 
 
 def status(client: AdminClient, *, as_json: bool, out: TextIO = sys.stdout) -> int:
@@ -91,9 +96,9 @@ def ping(client: AdminClient, processes: Sequence[str], out: TextIO = sys.stdout
 
 
 def simple(client: AdminClient, processes: Sequence[str], cmd: str,
-           out: TextIO = sys.stdout) -> int:
+           out: TextIO = sys.stdout, *, args: Mapping[str, Any] | None = None) -> int:
     """pause, resume, reload: print each process's result."""
-    results = _calls(client, processes, cmd)
+    results = _calls(client, processes, cmd, args)
     return _report(results, lambda p, r: f"{p}: {cmd}: {json.dumps(r, sort_keys=True)}", out)
 
 

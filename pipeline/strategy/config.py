@@ -52,6 +52,10 @@ def _require_positive(key: str, value: float) -> None:
     require(math.isfinite(value) and value > 0, key, value, "must be a finite number > 0")
 
 
+def _require_non_negative(key: str, value: float) -> None:
+    require(math.isfinite(value) and value >= 0, key, value, "must be a finite number >= 0")
+
+
 @dataclass(frozen=True)
 class RiskConfig:
     """Pre-trade limits applied to every intent before it reaches the executor.
@@ -65,6 +69,15 @@ class RiskConfig:
     max_order_notional: float = 5000.0  # quote units (USDT): quantity * limit_price
     max_orders_per_s: float = 50.0  # token bucket refill rate; the burst is the same number
     price_band_bps: float = 100.0  # limit price within this of the symbol's last tick price
+    # After the n-th venue refusal in a row for a symbol, its intents are held back for
+    # base * 2^(n-1) seconds (capped at max) from the refused order's decision: one venue
+    # request per window, not one per tick. 0 turns the back-off off.
+    refusal_backoff_base_s: float = 0.5
+    refusal_backoff_max_s: float = 30.0
+    # This many refusals in a row pause the symbol (0: never) until an operator resumes it
+    # or the cool-down passes (0: only an operator resumes it).
+    refusal_pause_after: int = 10
+    refusal_pause_cooldown_s: float = 300.0
 
     def __post_init__(self) -> None:
         _require_positive("risk.max_position", self.max_position)
@@ -76,3 +89,14 @@ class RiskConfig:
             "must be a finite number >= 1 (the burst is the same number: below 1 nothing passes)",
         )
         _require_positive("risk.price_band_bps", self.price_band_bps)
+        _require_non_negative("risk.refusal_backoff_base_s", self.refusal_backoff_base_s)
+        _require_non_negative("risk.refusal_backoff_max_s", self.refusal_backoff_max_s)
+        require(
+            self.refusal_backoff_max_s >= self.refusal_backoff_base_s,
+            "risk.refusal_backoff_max_s",
+            self.refusal_backoff_max_s,
+            f"must be >= risk.refusal_backoff_base_s ({self.refusal_backoff_base_s})",
+        )
+        require(self.refusal_pause_after >= 0, "risk.refusal_pause_after",
+                self.refusal_pause_after, "must be >= 0 (0: never pause)")
+        _require_non_negative("risk.refusal_pause_cooldown_s", self.refusal_pause_cooldown_s)

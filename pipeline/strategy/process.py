@@ -4,6 +4,10 @@ This is the one process allowed to busy-poll for longer (``strategy.spin_us``): 
 the middle of the tick-to-order path. Intents that the lossless intents ring cannot take
 within ``rings.intents_backpressure_ms`` are dropped and counted: a decision not sent is
 not an order, and the strategy must keep up with the lossy tick stream.
+
+Venue refusals hold a symbol's intents back and may pause it (:mod:`.refusals`); a pause
+or resume is published on the events socket under its topic and logged with the same
+event name. ``resume`` with a ``symbol`` resumes that symbol; without, everything.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pipeline.records import RejectReason
 from pipeline.ring import RingReader, RingWriter
 from pipeline.runtime import Runtime, Service
 from pipeline.strategy.loader import load_strategy
+from pipeline.strategy.refusals import PAUSED_TOPIC, SymbolEvent
 from pipeline.strategy.risk import RiskEngine
 
 _BATCH_MAX = 4096
@@ -99,8 +104,12 @@ class StrategyService(Service):
         self._apply_reports()
         self._risk.on_ticks(ticks)
         intents = self._strategy.on_ticks(ticks)
-        if self.paused or not len(intents):
-            return True
+        if not self.paused and len(intents):
+            self._check_and_send(intents)
+        self._announce()  # pauses come with reports, cool-downs end in checks
+        return True
+
+    def _check_and_send(self, intents: np.ndarray) -> None:
         accepted, reasons = self._risk.check(intents, time.monotonic_ns())
         if len(accepted):  # send first, count after: bookkeeping is off the latency path
             self._send(accepted)
@@ -109,7 +118,22 @@ class StrategyService(Service):
                                         return_counts=True)
             for reason, count in zip(refused.tolist(), counts.tolist(), strict=True):
                 self._metrics.rejects.labels(RejectReason(reason).name.lower()).inc(count)
-        return True
+
+    def _announce(self) -> None:
+        """Publish and log the symbols paused or resumed since the last call."""
+        for event in self._risk.refusals.take_events():
+            self._runtime.events.publish(event.topic, event.body())
+            self._log_event(event)
+
+    def _log_event(self, event: SymbolEvent) -> None:
+        extra = {"event": event.topic, **event.body()}
+        if event.topic == PAUSED_TOPIC:
+            self._runtime.log.warning(
+                "symbol %d paused after %d venue refusals in a row (last: %s)",
+                event.symbol_id, event.streak, event.reason, extra=extra)
+        else:
+            self._runtime.log.info("symbol %d resumed (%s)", event.symbol_id, event.by,
+                                   extra=extra)
 
     def _send(self, accepted: np.ndarray) -> None:
         accepted["client_order_id"] = self._ids.take(len(accepted))
@@ -136,6 +160,9 @@ class StrategyService(Service):
             "intents_write_seq": self._intents.seq,  # all runs of this ring, not just ours
             "dropped_backpressure": self.dropped,
             "paused": self.paused,
+            "paused_symbols": self._risk.refusals.paused_symbols(time.monotonic_ns()),
+            "venue_refusals": {r.name.lower(): n
+                               for r, n in self._risk.refusals.refusal_counts().items()},
             "strategy": self._runtime.config.strategy.name,
             "exposure": self._risk.position(self._runtime.config.strategy.symbol_id),
             "risk_rejects": {r.name.lower(): n for r, n in self._risk.reject_counts().items()},
@@ -151,6 +178,13 @@ class StrategyService(Service):
             self._intents.backpressure_timeouts,
         )
         self._metrics.paused.set(1.0 if self.paused else 0.0)
+        refusals = self._risk.refusals
+        if refusals.paused:  # a cool-down may end while no intent comes to check it
+            refusals.expire(time.monotonic_ns())
+            self._announce()
+        self._metrics.paused_symbols.set(len(refusals.paused))
+        self._metrics.export_refusals(
+            {r.name.lower(): n for r, n in refusals.refusal_counts().items()})
 
     def handlers(self) -> Mapping[str, Handler]:
         return {"pause": self._pause, "resume": self._resume}
@@ -172,9 +206,23 @@ class StrategyService(Service):
         self.paused = True
         return {"paused": True}
 
-    def _resume(self, _args: Mapping[str, Any]) -> Mapping[str, Any]:
-        self.paused = False
-        return {"paused": False}
+    def _resume(self, args: Mapping[str, Any]) -> Mapping[str, Any]:
+        """No ``symbol``: lift the pause and every symbol's; with one: that symbol's only."""
+        if "symbol" not in args:
+            self.paused = False
+            resumed = self._risk.refusals.resume()
+        else:
+            resumed = self._risk.refusals.resume(self._symbol_id(args["symbol"]))
+        self._announce()
+        return {"paused": self.paused, "resumed_symbols": resumed}
+
+    def _symbol_id(self, symbol: Any) -> int:
+        """A symbol id or name from the configured symbols; ValueError (bad_args) if not."""
+        for entry in self._runtime.config.symbols:
+            if (type(symbol) is int and symbol == entry.id) or symbol == entry.name:
+                return entry.id
+        known = ", ".join(f"{s.id} ({s.name})" for s in self._runtime.config.symbols)
+        raise ValueError(f"unknown symbol {symbol!r}; known: {known}")
 
     def close(self) -> None:
         self._ticks.close()

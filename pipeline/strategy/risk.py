@@ -2,7 +2,8 @@
 
 Stateless checks (order validity, price band, notional) run vectorised over the batch.
 Position and order-rate limits depend on the intents accepted before, so they run in a
-short loop over the intents that passed the rest; intents are rare next to ticks.
+short loop over the intents that passed the rest; intents are rare next to ticks. Venue
+refusals hold a symbol's intents back in the same loop (see :mod:`.refusals`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 
 from pipeline.records import OrderStatus, RejectReason
 from pipeline.strategy.config import RiskConfig
+from pipeline.strategy.refusals import VENUE_REFUSALS, RefusalBackoff
 
 _REASONS = (
     RejectReason.INVALID_ORDER,
@@ -22,6 +24,8 @@ _REASONS = (
     RejectReason.MAX_POSITION,
     RejectReason.MAX_ORDER_RATE,
     RejectReason.SHORT_NOT_ALLOWED,
+    RejectReason.REFUSAL_BACKOFF,
+    RejectReason.SYMBOL_PAUSED,
 )
 # Plain ints: enum attribute lookups cost microseconds on this path.
 _ACCEPTED: Final = int(RejectReason.NONE)
@@ -31,6 +35,11 @@ _MAX_NOTIONAL: Final = int(RejectReason.MAX_NOTIONAL)
 _MAX_POSITION: Final = int(RejectReason.MAX_POSITION)
 _MAX_ORDER_RATE: Final = int(RejectReason.MAX_ORDER_RATE)
 _SHORT_NOT_ALLOWED: Final = int(RejectReason.SHORT_NOT_ALLOWED)
+_REFUSAL_BACKOFF: Final = int(RejectReason.REFUSAL_BACKOFF)
+_SYMBOL_PAUSED: Final = int(RejectReason.SYMBOL_PAUSED)
+_FILLED: Final = int(OrderStatus.FILLED)
+_REJECTED: Final = int(OrderStatus.REJECTED)
+_VENUE_REFUSALS: Final = frozenset(int(r) for r in VENUE_REFUSALS)
 _REASON_SLOTS: Final = max(RejectReason) + 1
 _SCALAR_MAX: Final = 8  # intents per check below which a plain loop beats numpy
 _POSITION_TOLERANCE: Final = (
@@ -48,6 +57,12 @@ class RiskEngine:
     An order that moves the exposure towards zero (without crossing it) is always allowed
     by the position limit, so lowering the limit below the current position does not trap
     it; with ``allow_short`` off no order may take the exposure below zero.
+
+    A venue refusal (a REJECTED report with a reason in ``VENUE_REFUSALS``) is dated at
+    the later of the refused order's ``decision_ns`` and the last ``now_ns`` checked, both
+    on the intents' clock: live that is the strategy's monotonic clock, in a backtest the
+    ticks' source time, and the reports a backtest shows the engine between two checks do
+    not depend on its batching, so neither do the intents held back.
     """
 
     def __init__(self, config: RiskConfig) -> None:
@@ -58,13 +73,16 @@ class RiskEngine:
         self._open: dict[int, tuple[int, float]] = {}  # client order id -> (symbol, signed)
         self._open_count: dict[int, int] = {}  # symbol -> orders accepted, not yet final
         self._tokens = config.max_orders_per_s
-        self._refilled_ns: int | None = None
+        self._refilled_ns: int | None = None  # the latest now_ns given to check()
         self._counts = np.zeros(_REASON_SLOTS, dtype=np.int64)  # indexed by RejectReason
+        self.refusals = RefusalBackoff(config)
 
     def reconfigure(self, config: RiskConfig) -> None:
-        """Apply new limits; positions, prices and the order-rate bucket carry over."""
+        """Apply new limits; positions, prices, the order-rate bucket and refusal streaks
+        carry over."""
         self._config = config
         self._tokens = min(self._tokens, config.max_orders_per_s)
+        self.refusals.reconfigure(config)
 
     def on_ticks(self, ticks: np.ndarray) -> None:
         """Remember the last price of each symbol in ``ticks`` (the price band's reference)."""
@@ -105,17 +123,25 @@ class RiskEngine:
             self._open_count[symbol] -= 1
 
     def on_reports(self, reports: np.ndarray) -> None:
-        """Apply execution reports: fills move the position, final reports close orders."""
+        """Apply execution reports: fills move the position, final reports close orders,
+        venue refusals back the symbol off and fills end its refusal streak."""
         final = reports[reports["status"] != OrderStatus.NEW]
         columns = zip(final["client_order_id"].tolist(), final["symbol_id"].tolist(),
-                      (final["side"] * final["filled_qty"]).tolist(), strict=True)
-        for order_id, symbol, filled in columns:
+                      (final["side"] * final["filled_qty"]).tolist(), final["status"].tolist(),
+                      final["reject_reason"].tolist(), final["decision_ns"].tolist(),
+                      strict=True)
+        for order_id, symbol, filled, status, reason, decision_ns in columns:
             entry = self._open.pop(order_id, None)
             if entry is not None:  # ours: it no longer counts as open
                 self._open_qty[symbol] = self._open_qty.get(symbol, 0.0) - entry[1]
                 self._open_count[symbol] -= 1
             if filled:
                 self._filled[symbol] = self._filled.get(symbol, 0.0) + filled
+            if filled or status == _FILLED:
+                self.refusals.on_fill(symbol)
+            elif status == _REJECTED and reason in _VENUE_REFUSALS:
+                self.refusals.on_refusal(symbol, RejectReason(reason),
+                                         max(decision_ns, self._refilled_ns or 0))
 
     def reject_counts(self) -> dict[RejectReason, int]:
         """Intents rejected since start, by reason."""
@@ -145,7 +171,7 @@ class RiskEngine:
         self._refill(now_ns)
         signed = (side * quantity).tolist()
         for i in np.flatnonzero(reasons == _ACCEPTED).tolist():
-            reasons[i] = self._take(symbols[i], signed[i])
+            reasons[i] = self._take(symbols[i], signed[i], now_ns)
         self._counts += np.bincount(reasons, minlength=_REASON_SLOTS)
         return intents[reasons == _ACCEPTED], reasons
 
@@ -169,13 +195,19 @@ class RiskEngine:
             elif quantity * limit > max_notional:
                 reason = _MAX_NOTIONAL
             else:
-                reason = self._take(symbol, side * quantity)
+                reason = self._take(symbol, side * quantity, now_ns)
             reasons[i] = reason
             self._counts[reason] += 1
         return intents[reasons == _ACCEPTED], reasons
 
-    def _take(self, symbol_id: int, signed_quantity: float) -> int:
-        """Accept one intent against the position limit and the order-rate bucket."""
+    def _take(self, symbol_id: int, signed_quantity: float, now_ns: int) -> int:
+        """Accept one intent against refusal hold-backs, the position limit and the
+        order-rate bucket."""
+        refusals = self.refusals
+        if symbol_id in refusals.paused:
+            return _SYMBOL_PAUSED
+        if now_ns < refusals.held_until.get(symbol_id, now_ns):
+            return _REFUSAL_BACKOFF
         held = self.position(symbol_id)
         after = held + signed_quantity
         limit = self._config.max_position * (1.0 + _POSITION_TOLERANCE)
@@ -193,7 +225,10 @@ class RiskEngine:
         return _ACCEPTED
 
     def _refill(self, now_ns: int) -> None:
-        """Add the tokens earned since the last check, up to the burst."""
+        """Add the tokens earned since the last check, up to the burst; end the cool-downs
+        passed by ``now_ns``."""
+        if self.refusals.paused:
+            self.refusals.expire(now_ns)
         previous_ns = now_ns if self._refilled_ns is None else self._refilled_ns
         if now_ns > previous_ns:
             earned = (now_ns - previous_ns) * self._config.max_orders_per_s / 1e9
