@@ -249,7 +249,8 @@ def check_solana(config: PipelineConfig) -> list[CheckResult]:
         if c.available:
             status, detail = PASS, c.detail
         elif c.name in failing:
-            status, detail = FAIL, f"missing, required: {c.detail}"
+            instead = f", and {c.fallback} cannot stand in" if c.fallback else ""
+            status, detail = FAIL, f"missing, required{instead}: {c.detail}"
         elif c.fallback:
             status, detail = WARN, f"missing, {c.fallback} stands in: {c.detail}"
         else:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import json
 from collections.abc import Awaitable
 from typing import Any, Final
 
@@ -82,9 +83,10 @@ async def probe_rpc(rpc_url: str, swap_url: str, owner: str, swap: SwapProbe, *,
         found = await asyncio.gather(*probes)
     capabilities = [capability for group in found for capability in group]
     balances = next(c for c in capabilities if c.name == SIM_BALANCES)
-    # getMultipleAccounts is needed exactly when the simulation falls back to ``accounts``.
+    # The accounts option and getMultipleAccounts are needed exactly when the simulation
+    # has no balance fields.
     return [dataclasses.replace(c, required=not balances.available)
-            if c.name == "getMultipleAccounts" else c for c in capabilities]
+            if c.name in (SIM_ACCOUNTS, "getMultipleAccounts") else c for c in capabilities]
 
 
 async def _listed(probe: Awaitable[Capability]) -> list[Capability]:
@@ -136,8 +138,9 @@ async def _signature_history(rpc: _Rpc) -> Capability:
     result, why = await rpc.call("getSignatureStatuses", [[_UNKNOWN_SIGNATURE],
                                                           {"searchTransactionHistory": True}])
     ok = not why and _value(result) == [None]
-    return Capability("getSignatureStatuses.searchTransactionHistory", ok, True, why or (
-        "an unknown signature answers [null]" if ok else f"answered {result}"))
+    return Capability("getSignatureStatuses.history", ok, True, why or (
+        "with searchTransactionHistory, an unknown signature answers [null]" if ok
+        else f"answered {result}"))
 
 
 async def _block_height(rpc: _Rpc) -> Capability:
@@ -213,7 +216,7 @@ async def _simulation(rpc: _Rpc, owner: str) -> list[Capability]:
                 fallback=SIM_ACCOUNTS),
             Capability(SIM_ACCOUNTS, accounts_ok, False, (
                 "post-state of requested accounts returned" if accounts_ok
-                else f"the accounts option is ignored (accounts: {accounts})") + failed)]
+                else f"the accounts option is ignored: {json.dumps(accounts)}") + failed)]
 
 
 async def _swap_api(http: httpx2.AsyncClient, base_url: str, swap: SwapProbe) -> Capability:

@@ -29,7 +29,7 @@ from pipeline.executor.solana.probe import (
 )
 from pipeline.localnet.manifest import Manifest
 
-EVERY = {"getTransaction", "getSignatureStatuses.searchTransactionHistory", "getBlockHeight",
+EVERY = {"getTransaction", "getSignatureStatuses.history", "getBlockHeight",
          "getEpochInfo", "isBlockhashValid", SIM_BALANCES, SIM_ACCOUNTS, "getMultipleAccounts",
          "getBalance", "getAccountInfo", "swap_api"}
 
@@ -111,7 +111,7 @@ def test_without_balances_or_accounts_the_simulation_is_missing(tmp_path: Path) 
     with running_localnet(tmp_path) as net:
         net.admin({"faults": [{"kind": "sim_no_accounts", "count": 1000}]})
         found = _probe(net)
-    assert [c.name for c in missing(list(found.values()))] == [SIM_BALANCES]
+    assert [c.name for c in missing(list(found.values()))] == [SIM_BALANCES, SIM_ACCOUNTS]
     assert "accounts option is ignored" in found[SIM_ACCOUNTS].detail
 
 
