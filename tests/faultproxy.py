@@ -19,9 +19,11 @@ import base64
 import collections
 import dataclasses
 import http.client
+import io
 import json
 import socket
 import struct
+import sys
 import threading
 import time
 import urllib.parse
@@ -188,7 +190,7 @@ class FaultProxy:
         self._seen: set[str] = set()
         self._lock = threading.Lock()
         self.stopping = threading.Event()
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self))
+        self._http = _QuietServer(("127.0.0.1", 0), _handler_class(self))
         self._http.daemon_threads = True
         self._thread = threading.Thread(target=self._http.serve_forever, name="fault-proxy",
                                         daemon=True)
@@ -240,6 +242,14 @@ class FaultProxy:
         for fault in self.faults:
             chosen = fault.rewrite(exchange) or chosen
         return chosen
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client dropping its connection (a timeout, a shutdown) is routine here."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _handler_class(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
@@ -300,9 +310,10 @@ def _handler_class(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                        struct.pack("ii", 1, 0))
             self.close_connection = True
-            self.rfile.close()
-            self.wfile.close()
+            self.rfile.close()  # drop the file objects' references: close() then really
+            self.wfile.close()  # closes the socket (and sends the RST)
             self.connection.close()
+            self.wfile = io.BytesIO()  # http.server flushes after each request: a sink
 
         def _hold(self, hold: Hold) -> None:
             deadline = time.monotonic() + hold.cap_s
