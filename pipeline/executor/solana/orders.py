@@ -103,6 +103,11 @@ class OrderRunner:
         self._retrier = retrier
         self._fate = fate
         self._guard = WalletGuard()
+        # One order of the wallet signed and unsettled at a time: then every landed swap
+        # can be measured from the wallet alone when the RPC will not serve it (two swaps
+        # landing together could not be told apart), and nothing new is signed while a
+        # landed order is still being measured. Per symbol the strategy waits anyway.
+        self._one_at_a_time = asyncio.Lock()
         # Signatures this process has produced: a venue that hands two orders the same
         # message would get one swap on chain booked as two fills.
         self._signed: collections.OrderedDict[Signature, None] = collections.OrderedDict()
@@ -114,6 +119,22 @@ class OrderRunner:
                   tracker: Tracker) -> Outcome:
         """Build, check, sign, report NEW (await release), land; a new build only once
         every earlier transaction of the order has expired."""
+        async with self._one_at_a_time:
+            return await self._run(market, request, report_new, tracker)
+
+    async def reconcile(self, attempts: list[Attempt], market: Market,
+                        tracker: Tracker) -> Outcome | None:
+        """Settle transactions signed before a restart (see :meth:`settle`)."""
+        async with self._one_at_a_time:
+            self._guard.opened()
+            try:
+                return await self.settle(attempts, market, tracker)
+            finally:
+                self._guard.settled(max(a.landed_slot for a in attempts))
+
+    async def _run(self, market: Market, request: Request,
+                   report_new: Callable[[str, int], Awaitable[None]],
+                   tracker: Tracker) -> Outcome:
         attempts: list[Attempt] = []
         for _build in range(self._config.max_builds):
             built = await self._api.build(request.input_mint, request.output_mint,
@@ -151,34 +172,56 @@ class OrderRunner:
         loop = asyncio.get_running_loop()
         last_send = -1e9
         delay = self._config.confirm_poll_s
-        while True:
-            if resend_raw is not None and loop.time() - last_send >= \
-                    self._config.resend_interval_s and not attempts[-1].expired:
-                last_send = loop.time()
-                await self._send(resend_raw, str(attempts[-1].signature), tracker)
-            try:
-                fate = await self._fate.observe(attempts, market, self._guard)
-            except Exception as exc:  # an RPC that failed us: unknown, never rejected
-                tracker.doubt(str(attempts[-1].signature), f"{type(exc).__name__}: {exc}")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._config.poll_max_s)
-                continue
-            if isinstance(fate, Outcome):
-                return fate
-            if isinstance(fate, Expired):
-                return None
-            if isinstance(fate, Pending):
-                tracker.doubt(fate.signature, fate.cause)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._config.poll_max_s)
-                continue
-            tracker.clear()  # open: no status yet, blockhash still valid
-            delay = self._config.confirm_poll_s
-            await asyncio.sleep(delay)
+        sending: asyncio.Task[bool] | None = None
+        try:
+            while True:
+                if sending is not None and sending.done() and not sending.result():
+                    # Refused or lost (429, reset): try again soon, not a whole interval on.
+                    last_send = min(last_send, loop.time() - self._config.resend_interval_s
+                                    + self._config.backoff_s)
+                    sending = None
+                if resend_raw is not None and (sending is None or sending.done()) and \
+                        loop.time() - last_send >= self._config.resend_interval_s and \
+                        not attempts[-1].expired:
+                    # In the background: a send whose answer hangs must not stop the polls
+                    # that would see it land.
+                    last_send = loop.time()
+                    sending = loop.create_task(self._send(
+                        resend_raw, str(attempts[-1].signature), tracker))
+                outcome = await self._poll(attempts, market, tracker, delay)
+                if isinstance(outcome, float):
+                    delay = outcome
+                    continue
+                return outcome
+        finally:
+            if sending is not None:
+                sending.cancel()
 
-    async def _send(self, raw: bytes, signature: str, tracker: Tracker) -> None:
-        """Send the signed bytes; whatever the answer, the chain decides (a send whose
-        answer was lost may well have landed)."""
+    async def _poll(self, attempts: list[Attempt], market: Market, tracker: Tracker,
+                    delay: float) -> Outcome | float | None:
+        """One look at the chain: the outcome, None once expired, or the next poll delay
+        (after sleeping the current one)."""
+        try:
+            fate = await self._fate.observe(attempts, market, self._guard)
+        except Exception as exc:  # an RPC that failed us: unknown, never rejected
+            tracker.doubt(str(attempts[-1].signature), f"{type(exc).__name__}: {exc}")
+            await asyncio.sleep(delay)
+            return min(delay * 2, self._config.poll_max_s)
+        if isinstance(fate, Outcome):
+            return fate
+        if isinstance(fate, Expired):
+            return None
+        if isinstance(fate, Pending):
+            tracker.doubt(fate.signature, fate.cause)
+            await asyncio.sleep(delay)
+            return min(delay * 2, self._config.poll_max_s)
+        tracker.clear()  # open: no status yet, blockhash still valid
+        await asyncio.sleep(self._config.confirm_poll_s)
+        return self._config.confirm_poll_s
+
+    async def _send(self, raw: bytes, signature: str, tracker: Tracker) -> bool:
+        """Send the signed bytes; True if the RPC took them. Whatever the answer, the chain
+        decides (a send whose answer was lost may well have landed)."""
         opts = TxOpts(skip_preflight=True, max_retries=0, preflight_commitment=Confirmed)
         try:
             await asyncio.wait_for(self._rpc.send_raw_transaction(raw, opts),
@@ -187,6 +230,8 @@ class OrderRunner:
             if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
                 raise  # cancellation: the venue is stopping
             tracker.doubt(signature, f"send: {type(exc).__name__}: {exc}")
+            return False
+        return True
 
     async def _check_and_sign(self, built: Built, request: Request, market: Market
                               ) -> tuple[VersionedTransaction, Snapshot | None]:

@@ -32,6 +32,8 @@ from solders.transaction import VersionedTransaction
 _UNKNOWN_SIGNATURE: Final = str(Signature.default())
 _BALANCE_FIELDS: Final = ("preBalances", "postBalances", "preTokenBalances", "postTokenBalances")
 _METHOD_NOT_FOUND: Final = -32601
+_ATTEMPTS: Final = 4  # tries per probe call on HTTP 429 / 5xx
+_RETRY_S: Final = 0.1  # first wait between them, doubling
 SIM_BALANCES: Final = "simulateTransaction.balances"
 SIM_ACCOUNTS: Final = "simulateTransaction.accounts"
 
@@ -99,12 +101,18 @@ class _Rpc:
         self._url = url
 
     async def call(self, method: str, params: list[Any]) -> tuple[Any, str]:
-        """(result, "") or (None, why it failed); a JSON null result is a result."""
-        try:
-            response = await self._http.post(self._url, json={
-                "jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-        except httpx2.HTTPError as exc:
-            return None, f"{type(exc).__name__}: {exc or 'no answer'}"
+        """(result, "") or (None, why it failed); a JSON null result is a result. A rate
+        limit or a server error is asked again (a busy provider is not a missing method)."""
+        for attempt in range(_ATTEMPTS):
+            try:
+                response = await self._http.post(self._url, json={
+                    "jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+            except httpx2.HTTPError as exc:
+                return None, f"{type(exc).__name__}: {exc or 'no answer'}"
+            if response.status_code != 429 and response.status_code < 500:
+                break
+            if attempt + 1 < _ATTEMPTS:
+                await asyncio.sleep(_RETRY_S * 2**attempt)
         if response.status_code != 200:
             return None, f"HTTP {response.status_code}"
         try:

@@ -271,7 +271,7 @@ class SolanaVenue:
         """The outcome of the transactions signed before a restart (see fate.py)."""
         attempts = [Attempt(Signature.from_string(s.signature), None, s.last_valid_height)
                     for s in signed]
-        outcome = await self._runner.settle(attempts, market, tracker)
+        outcome = await self._runner.reconcile(attempts, market, tracker)
         return outcome or Outcome(failed="signed before a restart, expired without landing")
 
     def _report_unknown(self, intent: np.ndarray, send_ns: int, signature: str,
