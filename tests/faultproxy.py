@@ -106,12 +106,20 @@ class Upstream:
         self._manifest = manifest
         self._address: tuple[str, int] | None = None
 
+    def manifest(self) -> dict[str, Any] | None:
+        """The localnet's manifest (url, key files, mints), None while it is not up."""
+        try:
+            data: dict[str, Any] = json.loads(self._manifest.read_text())
+        except (OSError, ValueError):
+            return None
+        return data
+
     def address(self) -> tuple[str, int] | None:
         if self._address is None:
-            try:
-                url = urllib.parse.urlsplit(json.loads(self._manifest.read_text())["url"])
-            except (OSError, ValueError, KeyError):
+            manifest = self.manifest()
+            if manifest is None or "url" not in manifest:
                 return None
+            url = urllib.parse.urlsplit(manifest["url"])
             self._address = (url.hostname or "127.0.0.1", url.port or 80)
         return self._address
 
@@ -128,14 +136,25 @@ class Upstream:
         return conn
 
 
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """One block as the chain view saw it: when, its height, its blockhash and the last
+    height at which that blockhash is valid."""
+
+    seen_at: float  # time.monotonic()
+    height: int
+    blockhash: str
+    last_valid_height: int
+
+
 class ChainView:
-    """The upstream's block height over time (polled), so a fault can answer from a view of
-    the chain some seconds old, or wait for a height."""
+    """The upstream's blocks over time (``getLatestBlockhash`` polled), so a fault can answer
+    from a view of the chain some seconds old, wait for a height or pick an old blockhash."""
 
     def __init__(self, upstream: Upstream, interval_s: float = 0.02) -> None:
-        self._upstream = upstream
+        self.upstream = upstream
         self._interval_s = interval_s
-        self._history: collections.deque[tuple[float, int]] = collections.deque(maxlen=20_000)
+        self._history: collections.deque[Block] = collections.deque(maxlen=20_000)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="chain-view", daemon=True)
@@ -149,32 +168,40 @@ class ChainView:
 
     def height(self) -> int:
         with self._lock:
-            return self._history[-1][1] if self._history else 0
+            return self._history[-1].height if self._history else 0
 
     def height_at(self, monotonic_s: float) -> int:
         """The highest height seen at or before ``monotonic_s`` (0 before the first)."""
         with self._lock:
-            seen = [h for t, h in self._history if t <= monotonic_s]
+            seen = [b.height for b in self._history if b.seen_at <= monotonic_s]
         return max(seen, default=0)
+
+    def blockhash_valid_until(self, height: int) -> Block | None:
+        """The oldest block seen whose blockhash is still valid at ``height``."""
+        with self._lock:
+            return next((b for b in self._history if b.last_valid_height >= height), None)
 
     def _poll(self) -> None:
         conn: http.client.HTTPConnection | None = None
-        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "getSlot"}).encode()
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "getLatestBlockhash"}).encode()
         while not self._stop.wait(self._interval_s):
             try:
-                conn = conn or self._upstream.connect()
+                conn = conn or self.upstream.connect()
                 if conn is None:
                     continue
                 conn.request("POST", "/", body, dict(JSON_HEADERS))
-                slot = int(json.loads(conn.getresponse().read())["result"])
+                result = json.loads(conn.getresponse().read())["result"]
+                block = Block(time.monotonic(), int(result["context"]["slot"]),
+                              str(result["value"]["blockhash"]),
+                              int(result["value"]["lastValidBlockHeight"]))
             except (OSError, ValueError, KeyError, TypeError, http.client.HTTPException):
                 if conn is not None:
                     conn.close()
                 conn = None
                 continue
             with self._lock:
-                if not self._history or self._history[-1][1] != slot:
-                    self._history.append((time.monotonic(), slot))
+                if not self._history or self._history[-1].height != block.height:
+                    self._history.append(block)
         if conn is not None:
             conn.close()
 
@@ -399,5 +426,5 @@ def _handler_class(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-__all__ = ["ChainView", "Exchange", "Fault", "FaultProxy", "Hold", "Reply", "Reset",
+__all__ = ["Block", "ChainView", "Exchange", "Fault", "FaultProxy", "Hold", "Reply", "Reset",
            "rpc_error"]

@@ -7,14 +7,23 @@ the chain) so a failing scenario fails the same way on the next run.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import itertools
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from faultproxy import ChainView, Exchange, Fault, Hold, Reply, Reset, Verdict, rpc_error
+from solders.hash import Hash
+from solders.keypair import Keypair
+from solders.message import MessageV0, to_bytes_versioned
+from solders.signature import Signature
+from solders.transaction import VersionedTransaction
+
+from pipeline.executor.solana.keys import load_keypair
 
 ORDER = "/swap/v2/order"
 EXECUTE = "/swap/v2/execute"
@@ -169,6 +178,50 @@ class SlowOrder(Fault):
         return Hold(self._cap_s, lambda: self._view.height() >= answer_at)
 
 
+class StaleBlockhash(Fault):
+    """``/order`` returns a transaction built on an old blockhash, valid for only
+    ``blocks_left`` (cycled) more blocks, maker-signed as a lagging venue node would build
+    it, with the matching ``lastValidBlockHeight``: nearly or fully expired when signed."""
+
+    def __init__(self, view: ChainView, blocks_left: Sequence[int] = (0, 2, 5, 10)) -> None:
+        super().__init__()
+        self._view = view
+        self._blocks_left = itertools.cycle(blocks_left)
+        self._lock = threading.Lock()
+        self._maker: Keypair | None = None
+
+    def rewrite(self, exchange: Exchange) -> Verdict | None:
+        if exchange.method != ORDER or not isinstance(exchange.answer, dict) \
+                or "transaction" not in exchange.answer:
+            return None
+        with self._lock:
+            old = self._view.blockhash_valid_until(self._view.height()
+                                                   + next(self._blocks_left))
+        maker = self._maker_key()
+        if old is None or maker is None:
+            return None
+        tx = VersionedTransaction.from_bytes(base64.b64decode(exchange.answer["transaction"]))
+        m = tx.message
+        message = MessageV0(m.header, list(m.account_keys), Hash.from_string(old.blockhash),
+                            list(m.instructions), list(m.address_table_lookups))
+        signature = maker.sign_message(to_bytes_versioned(message))
+        signers = list(message.account_keys)[: message.header.num_required_signatures]
+        stale = VersionedTransaction.populate(message, [
+            signature if key == maker.pubkey() else Signature.default() for key in signers])
+        exchange.answer["transaction"] = base64.b64encode(bytes(stale)).decode()
+        exchange.answer["lastValidBlockHeight"] = old.last_valid_height
+        self.count()
+        return None
+
+    def _maker_key(self) -> Keypair | None:
+        if self._maker is None:
+            manifest = self._view.upstream.manifest()
+            if manifest is not None:
+                self._maker = load_keypair(Path(manifest["trader_keypair"]).with_name(
+                    "localnet-maker.json"))
+        return self._maker
+
+
 class ShortLastValid(Fault):
     """``/order`` under-reports ``lastValidBlockHeight`` by ``blocks``: a venue trusting it
     thinks a transaction expired while it can still land."""
@@ -264,6 +317,7 @@ class Scenario:
     faults: Callable[[ChainView], list[Fault]]
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     trades: bool = True  # False: nothing may land (the executor must refuse to sign)
+    min_landed: int = 3  # fewer landed transactions: the run did not really trade
     refusal_words: tuple[str, ...] = ()  # the refusal's log line must name these
 
 
@@ -291,7 +345,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("sim-no-balances-no-accounts",
              lambda _v: [SimulationWithoutBalances(accounts=False)], trades=False,
              refusal_words=("simulat", "accounts")),
-    Scenario("order-stale-blockhash", lambda v: [SlowOrder(v)], env=PATIENT),
+    Scenario("order-held-to-expiry", lambda v: [SlowOrder(v)], env=PATIENT, min_landed=1),
+    Scenario("order-stale-blockhash", lambda v: [StaleBlockhash(v)]),
     Scenario("order-short-last-valid", lambda _v: [ShortLastValid(100)]),
     Scenario("order-short-last-valid+status-lag-3s",
              lambda v: [ShortLastValid(100), StatusLag(v, 3.0)]),

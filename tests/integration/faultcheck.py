@@ -30,7 +30,6 @@ from pipeline.executor.solana.account import NATIVE_SOL
 from pipeline.executor.solana.keys import load_keypair
 from pipeline.executor.solana.tokens import associated_token_address, unpack_account
 
-MIN_LANDED: Final = 3
 TOLERANCE: Final = 1e-6
 
 
@@ -123,7 +122,7 @@ def refusal_named(data_dir: Path, words: tuple[str, ...]) -> bool:
     return False
 
 
-def check_run(scenario: str, data_dir: Path, *, trades: bool = True,
+def check_run(scenario: str, data_dir: Path, *, trades: bool = True, min_landed: int = 3,
               refusal_words: tuple[str, ...] = ()) -> Summary:
     """Every invariant of the module doc over one finished run; fills in a Summary."""
     database = data_dir / "ledger-localnet.sqlite"
@@ -171,8 +170,8 @@ def check_run(scenario: str, data_dir: Path, *, trades: bool = True,
             bad.append(f"d: order {coid} booked filled by {order['venue_ref']}, which did not "
                        "land")
 
-    if trades and summary.landed < MIN_LANDED:
-        bad.append(f"e: only {summary.landed} landed transactions, {MIN_LANDED} expected")
+    if trades and summary.landed < min_landed:
+        bad.append(f"e: only {summary.landed} landed transactions, {min_landed} expected")
     if not trades:
         if summary.landed:
             bad.append(f"e: {summary.landed} transactions landed where signing must be refused")

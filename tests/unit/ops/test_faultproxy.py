@@ -23,6 +23,7 @@ from faultscenarios import (
     RateLimited,
     ShortLastValid,
     SimulationWithoutBalances,
+    StaleBlockhash,
     StatusLag,
 )
 from localnet_kit import Localnet, running_localnet
@@ -32,6 +33,7 @@ from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 from testkit import eventually
 
+from pipeline.executor.solana.orders import sign
 from pipeline.executor.solana.tokens import associated_token_address
 from pipeline.localnet.maker import transfer_checked
 
@@ -162,3 +164,25 @@ def test_short_last_valid_rewrites_the_order(tmp_path: Path) -> None:
         assert real_last_valid - 100 - 5 <= order["lastValidBlockHeight"] <= real_last_valid - 100
         VersionedTransaction.from_bytes(base64.b64decode(order["transaction"]))
         assert Pubkey.from_string(order["taker"]) == world.trader.pubkey()
+
+
+def test_stale_blockhash_is_old_maker_signed_and_still_lands(tmp_path: Path) -> None:
+    with proxied(tmp_path, lambda v: [StaleBlockhash(v, blocks_left=(40,))]) as (net, proxy):
+        manifest = tmp_path / "localnet.json"
+        manifest.write_text(json.dumps({"url": net.url, "trader_keypair": str(
+            net.world.trader_key_path)}))
+        eventually(lambda: proxy.view.height() > 200, timeout_s=30, message="200 blocks")
+        world = net.world
+        query = (f"inputMint={world.assets['USDT'].mint}&outputMint={world.assets['SOL'].mint}"
+                 f"&amount=1000000&taker={world.trader.pubkey()}")
+        with urllib.request.urlopen(f"{proxy.url}/swap/v2/order?{query}", timeout=10) as page:
+            order = json.loads(page.read())
+        height = net.chain.height
+        assert height + 30 <= order["lastValidBlockHeight"] <= height + 41
+        tx = VersionedTransaction.from_bytes(base64.b64decode(order["transaction"]))
+        assert tx.message.recent_blockhash != net.chain.latest_blockhash()[0]
+        signed = sign(tx, world.trader)
+        assert all(signed.verify_with_results())
+        _rpc(proxy.url, "sendTransaction", _b64(signed), {"encoding": "base64"})
+        eventually(lambda: net.chain.status(signed.signatures[0]) is not None, timeout_s=5,
+                   message="the stale-but-valid swap landed")
