@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Final
 
+from pipeline import dirlock
 from pipeline.config import PROCESSES, PipelineConfig, load_config
 from pipeline.errors import (
     EXIT_OK,
@@ -25,6 +26,7 @@ from pipeline.errors import (
     ConfigError,
     OperationalError,
 )
+from pipeline.lineage import LAUNCHER_GONE, follow_launcher
 from pipeline.logs import setup_logging
 from pipeline.runtime import Runtime, Service, run_service
 
@@ -96,9 +98,17 @@ def _exit_before_start(_signum: int, _frame: FrameType | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Orders, fills, the audit log and backups are nobody else's business: everything this
+    # command creates (data dir, database and its -wal/-shm, logs) is for its owner only.
+    os.umask(0o077)
     # Until a process installs its own handlers (runtime.run_service, the launcher), a stop
     # request means a clean exit rather than death by signal.
     signal.signal(signal.SIGTERM, _exit_before_start)
+    signal.signal(LAUNCHER_GONE, _exit_before_start)
+    if not follow_launcher():
+        print("pipeline: the `pipeline run` that started this process is gone; not starting",
+              file=sys.stderr)
+        return EXIT_OK
     args = _parser().parse_args(argv)
     try:
         config = _load(args)
@@ -117,14 +127,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         from pipeline.launcher import Launcher
 
+        try:  # before anything is created or unlinked: another run may own this data dir
+            locks = dirlock.acquire_run(config.paths.run_dir, PROCESSES)
+        except OperationalError as exc:
+            print(f"pipeline run: {exc}", file=sys.stderr)
+            return EXIT_OPERATIONAL
         setup_logging("run", config.env, config.paths.log_dir, level=config.log.level,
                       keep_days=config.log.keep_days, to_stderr=True)
         logging.getLogger().handlers[-1].setLevel(logging.WARNING)  # the status line speaks
-        launcher = Launcher(config, args.config, args.duration,
+        launcher = Launcher(config, args.config, args.duration, locks,
                             interactive=sys.stdout.isatty())
         return launcher.run()
-    runtime = Runtime.build(config, args.command,
-                            to_stderr=config.log.stderr
-                            and os.environ.get("PIPELINE_CHILD") != "1",
-                            loader=lambda: _load(args))
+    try:
+        runtime = Runtime.build(config, args.command,
+                                to_stderr=config.log.stderr
+                                and os.environ.get("PIPELINE_CHILD") != "1",
+                                loader=lambda: _load(args))
+    except OperationalError as exc:  # e.g. another process of this name holds the data dir
+        logging.getLogger(f"pipeline.{args.command}").error(
+            "cannot start: %s", exc, extra={"event": "process.start_failed"})
+        return EXIT_OPERATIONAL
     return run_service(runtime, _service_factory(args.command))

@@ -27,8 +27,11 @@ import zmq
 from pipeline import ring
 from pipeline.config import PROCESSES, PipelineConfig
 from pipeline.control import EventSubscriber
+from pipeline.dirlock import LOCK_FD_ENV, RunLocks
 from pipeline.endpoints import Endpoints
 from pipeline.killflag import flag_path
+from pipeline.lineage import spawn
+from pipeline.logs import last_error
 from pipeline.runtime import RingSpecs
 from pipeline.summary import RunSummary, format_summary, read_summary
 
@@ -46,8 +49,9 @@ class Child:
 
 class Launcher:
     def __init__(self, config: PipelineConfig, config_path: Path | None,
-                 duration_s: float | None, *, interactive: bool) -> None:
+                 duration_s: float | None, locks: RunLocks, *, interactive: bool) -> None:
         self.config = config
+        self.locks = locks  # held since before anything was created; children inherit them
         self.config_path = config_path
         self.duration_s = duration_s
         self.interactive = interactive
@@ -73,7 +77,8 @@ class Launcher:
         sidecar = None
         if self.config.env == "localnet":  # the offline venue runs beside the four processes
             from pipeline.localnet.sidecar import Sidecar
-            sidecar = Sidecar(self.config, self.config_path)
+            sidecar = Sidecar(self.config, self.config_path,
+                              pass_fds=self.locks.fds_for("localnet"))
             self.failed = sidecar.start()
         try:
             for name in PROCESSES:
@@ -93,6 +98,7 @@ class Launcher:
             events.close()
             self.context.destroy(linger=0)
         self._unlink_drained_rings()
+        self.locks.close()
         summary = read_summary(self.paths.database, time.monotonic() - started_at)
         self._print_summary(summary)
         if self.failed:
@@ -116,10 +122,11 @@ class Launcher:
         return cmd
 
     def _start(self, name: str) -> None:
-        env = dict(os.environ, PIPELINE_RUN_ID=str(self.run_id), PIPELINE_CHILD="1")
+        own_lock = self.locks.processes[name]
+        env = dict(os.environ, PIPELINE_RUN_ID=str(self.run_id), PIPELINE_CHILD="1",
+                   **{LOCK_FD_ENV: str(own_lock.fd)})
         child = self.children[name]
-        child.popen = subprocess.Popen(self._command(name), env=env, stdin=subprocess.DEVNULL,
-                                       start_new_session=True)
+        child.popen = spawn(self._command(name), env, pass_fds=self.locks.fds_for(name))
         child.last_beat_at = time.monotonic()
         child.hung_reported = False
         log.info("started %s (pid %d)", name, child.popen.pid,
@@ -133,7 +140,8 @@ class Launcher:
             if child.last_beat.get("state") == "running":
                 return
             if child.popen is not None and child.popen.poll() is not None:
-                self.failed = f"{name} exited with code {child.popen.returncode} at start-up"
+                self.failed = (f"{name} exited with code {child.popen.returncode} at start-up"
+                               f"{self._last_error(child)}")
                 return
         if not self.stop_requested:
             self.failed = f"{name} sent no heartbeat within {self.config.run.start_timeout_s} s"
@@ -157,7 +165,8 @@ class Launcher:
             assert child.popen is not None
             code = child.popen.poll()
             if code is not None:
-                self.failed = f"{child.name} died unexpectedly with exit code {code}"
+                self.failed = (f"{child.name} died unexpectedly with exit code {code}"
+                               f"{self._last_error(child)}")
                 return
             silent_s = now - child.last_beat_at
             if silent_s > self.config.run.heartbeat_timeout_s and not child.hung_reported:
@@ -189,9 +198,17 @@ class Launcher:
             self._absorb(events.receive(0))
             code = child.popen.returncode
             if code != 0 and not self.failed:
-                self.failed = f"{name} exited with code {code} while stopping"
+                self.failed = (f"{name} exited with code {code} while stopping"
+                               f"{self._last_error(child)}")
         if self.interactive:
             sys.stdout.write("\n")
+
+    def _last_error(self, child: Child) -> str:
+        """``: <reason>`` from the child's own log, so the operator need not go and look."""
+        if child.popen is None:
+            return ""
+        reason = last_error(self.paths.log_dir / f"{child.name}.log", child.popen.pid)
+        return f": {reason}" if reason else ""
 
     # -- rings ------------------------------------------------------------------------------
     def _segment_paths(self) -> list[Path]:

@@ -7,6 +7,7 @@ supervisor captures. Use ``log.info("what happened", extra={"event": "dotted.nam
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.handlers
 import os
@@ -63,3 +64,31 @@ def setup_logging(process: str, env: str, log_dir: Path | None, *, level: str = 
     for chatty in _CHATTY_LIBRARIES:  # a line per HTTP request would drown the events
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
     return logging.getLogger(f"pipeline.{process}")
+
+
+_TAIL_BYTES = 64 * 1024  # far more than the last few events of a process that just exited
+
+
+def last_error(log_file: Path, pid: int) -> str | None:
+    """The last error a process (``pid``) wrote to its JSON log, for ``pipeline run`` to show.
+
+    Only the file's tail is read; a crash's message gains the last line of its traceback.
+    """
+    try:
+        with log_file.open("rb") as handle:
+            handle.seek(max(0, log_file.stat().st_size - _TAIL_BYTES))
+            lines = handle.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut by the tail, or not JSON
+        if not isinstance(record, dict) or record.get("pid") != pid \
+                or record.get("level") not in ("ERROR", "CRITICAL"):
+            continue
+        message = str(record.get("message", ""))
+        trace = str(record.get("exc_info") or "").strip().splitlines()
+        return f"{message}: {trace[-1]}" if trace else message
+    return None

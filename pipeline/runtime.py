@@ -27,7 +27,7 @@ from typing import Any
 import zmq
 from prometheus_client import CollectorRegistry
 
-from pipeline import ring
+from pipeline import dirlock, ring
 from pipeline.bootstrap import report_at_start
 from pipeline.config import PipelineConfig
 from pipeline.control import (
@@ -39,6 +39,7 @@ from pipeline.control import (
 )
 from pipeline.endpoints import Endpoints, ZapGuard
 from pipeline.errors import EXIT_CRASH, EXIT_OK, EXIT_OPERATIONAL, OperationalError
+from pipeline.lineage import LAUNCHER_GONE
 from pipeline.logs import setup_logging
 from pipeline.metrics import CommonMetrics, serve
 from pipeline.records import INTENT_DTYPE, REPORT_DTYPE, TICK_DTYPE
@@ -98,6 +99,7 @@ class Runtime:
     endpoints: Endpoints
     guard: ZapGuard | None = None  # the CURVE allow-list, when configured
     loader: Callable[[], PipelineConfig] | None = None  # re-reads the config for reload
+    lock: dirlock.DirLock | None = None  # this process's hold on the data dir
     config_version: int = 1
     config_digest: str = ""
     started_at: float = field(default_factory=time.monotonic)
@@ -109,6 +111,9 @@ class Runtime:
         paths.run_dir.mkdir(parents=True, exist_ok=True)
         log = setup_logging(name, config.env, paths.log_dir, level=config.log.level,
                             keep_days=config.log.keep_days, to_stderr=to_stderr)
+        # Before any socket is bound or ring opened: a second process of this name on this
+        # data dir must stop here, touching nothing of the first one's.
+        lock = dirlock.for_process(paths.run_dir, name)
         run_id_text = os.environ.get("PIPELINE_RUN_ID")
         run_id = uuid.UUID(run_id_text) if run_id_text else uuid.uuid4()
         registry = CollectorRegistry()
@@ -124,7 +129,7 @@ class Runtime:
                    metrics=metrics, zmq_context=context,
                    ringer=BellRinger(paths.run_dir), doorbell=Doorbell(paths.run_dir, name),
                    rings=RingSpecs.from_config(config), events=events, endpoints=endpoints,
-                   guard=guard, loader=loader, config_digest=config_digest(config))
+                   guard=guard, loader=loader, config_digest=config_digest(config), lock=lock)
 
     def ring_kwargs(self) -> dict[str, Any]:
         return {"env": self.config.env, "run_id": self.run_id,
@@ -137,6 +142,8 @@ class Runtime:
         if self.guard is not None:
             self.guard.stop()
         self.zmq_context.destroy(linger=0)
+        if self.lock is not None:
+            self.lock.close()
 
 
 class Service(abc.ABC):
@@ -189,7 +196,8 @@ class Service(abc.ABC):
 
 
 class _Signals:
-    """First SIGTERM/SIGINT asks for a drain; the second forces exit."""
+    """First SIGTERM/SIGINT asks for a drain; the second forces exit. The launcher's death
+    (:data:`~pipeline.lineage.LAUNCHER_GONE`, possibly repeated) only ever asks for a drain."""
 
     def __init__(self, log: logging.Logger) -> None:
         self.stop_requested = False
@@ -200,12 +208,16 @@ class _Signals:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGHUP, self._hup)
+        signal.signal(LAUNCHER_GONE, self._launcher_gone)
 
     def _stop(self, signum: int, _frame: FrameType | None) -> None:
         if self.stop_requested:
             self._log.warning("second stop signal: exiting now",
                               extra={"event": "process.force_exit"})
             os._exit(EXIT_CRASH)
+        self.stop_requested = True
+
+    def _launcher_gone(self, _signum: int, _frame: FrameType | None) -> None:
         self.stop_requested = True
 
     def _hup(self, _signum: int, _frame: FrameType | None) -> None:

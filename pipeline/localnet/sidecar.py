@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -9,15 +10,18 @@ import time
 from pathlib import Path
 
 from pipeline.config import PipelineConfig
+from pipeline.lineage import spawn
 from pipeline.localnet.manifest import NAME
 
 _START_TIMEOUT_S = 20.0
 
 
 class Sidecar:
-    def __init__(self, config: PipelineConfig, config_path: Path | None) -> None:
+    def __init__(self, config: PipelineConfig, config_path: Path | None, *,
+                 pass_fds: tuple[int, ...] = ()) -> None:
         self._config = config
         self._config_path = config_path
+        self._pass_fds = pass_fds  # the run's data-dir lock, held while the localnet lives
         self._popen: subprocess.Popen[bytes] | None = None
 
     def start(self) -> str | None:
@@ -28,7 +32,7 @@ class Sidecar:
                "--data-dir", str(paths.data_dir)]
         if self._config_path is not None:
             cmd += ["--config", str(self._config_path)]
-        self._popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
+        self._popen = spawn(cmd, os.environ, pass_fds=self._pass_fds)  # ends with the launcher
         deadline = time.monotonic() + _START_TIMEOUT_S
         while not (paths.run_dir / NAME).exists():
             if self._popen.poll() is not None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import FrameType
 
 from pipeline.config import PipelineConfig
+from pipeline.lineage import LAUNCHER_GONE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace, config: PipelineConfig) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(LAUNCHER_GONE, on_signal)  # `pipeline run` was killed: save and stop
     server.start()
     manifest = Manifest(url=server.url, trader_keypair=str(world.trader_key_path),
                         trader=str(world.trader.pubkey()), maker=str(world.maker.pubkey()),
