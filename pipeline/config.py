@@ -194,6 +194,15 @@ class PipelineConfig:
         if self.env == "paper":
             require(self.executor.venue == "paper", "executor.venue", self.executor.venue,
                     "the paper environment trades only on the paper venue")
+        # Between two heartbeats the ledger may wait for a lock twice (a commit and a
+        # control request), so two waits and one interval must fit in the timeout.
+        budget_s = (self.run.heartbeat_timeout_s - self.run.heartbeat_interval_s) / 2
+        require(self.ledger.busy_timeout_ms / 1000 <= budget_s, "ledger.busy_timeout_ms",
+                self.ledger.busy_timeout_ms,
+                f"must be at most {budget_s * 1000:.0f} ms, half of run.heartbeat_timeout_s "
+                f"({self.run.heartbeat_timeout_s} s) minus run.heartbeat_interval_s "
+                f"({self.run.heartbeat_interval_s} s): a longer lock wait would get the "
+                "ledger declared hung")
 
     @property
     def paths(self) -> Paths:
