@@ -123,8 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         launcher = Launcher(config, args.config, args.duration,
                             interactive=sys.stdout.isatty())
         return launcher.run()
-    runtime = Runtime.build(config, args.command,
-                            to_stderr=config.log.stderr
-                            and os.environ.get("PIPELINE_CHILD") != "1",
-                            loader=lambda: _load(args))
+    try:
+        runtime = Runtime.build(config, args.command,
+                                to_stderr=config.log.stderr
+                                and os.environ.get("PIPELINE_CHILD") != "1",
+                                loader=lambda: _load(args))
+    except OperationalError as exc:  # e.g. a doorbell planted by another user
+        print(f"pipeline {args.command}: cannot start: {exc}", file=sys.stderr)
+        return EXIT_OPERATIONAL
     return run_service(runtime, _service_factory(args.command))

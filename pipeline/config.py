@@ -55,6 +55,9 @@ class SymbolConfig:
     quote_decimals: int = 6
 
 
+MAX_RING_CAPACITY: Final = 1 << 22  # 4M records: 200 MB of ticks, minutes at any rate here
+
+
 @dataclass(frozen=True)
 class RingsConfig:
     """Ring capacities (powers of two) and where segments live."""
@@ -71,6 +74,9 @@ class RingsConfig:
             value = getattr(self, name)
             require(value >= 2 and value & (value - 1) == 0, f"rings.{name}", value,
                     "must be a power of two >= 2")
+            require(value <= MAX_RING_CAPACITY, f"rings.{name}", value,
+                    f"must be at most {MAX_RING_CAPACITY} records (segments live in "
+                    "memory, in rings.shm_dir)")
         for name in ("intents_backpressure_ms", "reports_backpressure_ms"):
             require(getattr(self, name) >= 0, f"rings.{name}", getattr(self, name),
                     "must be >= 0")

@@ -124,6 +124,7 @@ class KillFlagWriter:
         """Publish a value; ``pending`` marks a disable not yet committed to the database."""
         self._state = _ENABLED if enabled else _DISABLED
         self._pending = pending and not enabled
+        self.ensure_linked()  # a word in an unlinked file would reach no executor
         self._publish()
 
     def _publish(self) -> None:

@@ -243,7 +243,6 @@ class LedgerService(Service):
     def heartbeat(self) -> dict[str, Any]:
         # The value is ours (the ledger is the only writer): no database read here, which
         # would wait for any other connection's write lock.
-        self._kill_flag.ensure_linked()
         self._publish_flag()
         self._publish_trade_enabled()
         self._health.check(time.monotonic())
