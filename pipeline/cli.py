@@ -143,8 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 to_stderr=config.log.stderr
                                 and os.environ.get("PIPELINE_CHILD") != "1",
                                 loader=lambda: _load(args))
-    except OperationalError as exc:  # e.g. another process of this name holds the data dir
+    except OperationalError as exc:  # the data dir held by another process, a planted file
         logging.getLogger(f"pipeline.{args.command}").error(
             "cannot start: %s", exc, extra={"event": "process.start_failed"})
+        print(f"pipeline {args.command}: cannot start: {exc}", file=sys.stderr)
         return EXIT_OPERATIONAL
     return run_service(runtime, _service_factory(args.command))

@@ -55,6 +55,9 @@ class SymbolConfig:
     quote_decimals: int = 6
 
 
+MAX_RING_CAPACITY: Final = 1 << 22  # 4M records: 200 MB of ticks, minutes at any rate here
+
+
 @dataclass(frozen=True)
 class RingsConfig:
     """Ring capacities (powers of two) and where segments live."""
@@ -71,6 +74,9 @@ class RingsConfig:
             value = getattr(self, name)
             require(value >= 2 and value & (value - 1) == 0, f"rings.{name}", value,
                     "must be a power of two >= 2")
+            require(value <= MAX_RING_CAPACITY, f"rings.{name}", value,
+                    f"must be at most {MAX_RING_CAPACITY} records (segments live in "
+                    "memory, in rings.shm_dir)")
         for name in ("intents_backpressure_ms", "reports_backpressure_ms"):
             require(getattr(self, name) >= 0, f"rings.{name}", getattr(self, name),
                     "must be >= 0")
@@ -194,6 +200,15 @@ class PipelineConfig:
         if self.env == "paper":
             require(self.executor.venue == "paper", "executor.venue", self.executor.venue,
                     "the paper environment trades only on the paper venue")
+        # Between two heartbeats the ledger may wait for a lock twice (a commit and a
+        # control request), so two waits and one interval must fit in the timeout.
+        budget_s = (self.run.heartbeat_timeout_s - self.run.heartbeat_interval_s) / 2
+        require(self.ledger.busy_timeout_ms / 1000 <= budget_s, "ledger.busy_timeout_ms",
+                self.ledger.busy_timeout_ms,
+                f"must be at most {budget_s * 1000:.0f} ms, half of run.heartbeat_timeout_s "
+                f"({self.run.heartbeat_timeout_s} s) minus run.heartbeat_interval_s "
+                f"({self.run.heartbeat_interval_s} s): a longer lock wait would get the "
+                "ledger declared hung")
 
     @property
     def paths(self) -> Paths:

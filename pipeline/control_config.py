@@ -2,8 +2,9 @@
 
 Two transports. ``ipc`` (default): socket files in the run directory with mode 0600, so only
 the operator's user can connect; this user counts as the "local operator" who may disable
-trading without a signature. ``tcp``: ``host:port`` per process; without CURVE the host must
-be a loopback address, with CURVE any host (clients must then be on the allow-list).
+trading without a signature. ``tcp``: ``host:port`` per process, and only with CURVE (clients
+on the allow-list): a TCP port, even on loopback, is open to every local user, who could
+otherwise pause, reload or flood the audit log.
 
 The kill switch: ``signers`` are base58 ed25519 public keys (Solana keypairs); enabling
 trading needs ``enable_threshold`` (M) distinct valid signatures of the N signers, disabling
@@ -13,7 +14,6 @@ needs one (or the local operator). A signed message may expire at most
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from dataclasses import dataclass, field
 from typing import Final
@@ -33,15 +33,6 @@ def _is_pubkey(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -78,9 +69,9 @@ class ControlConfig:
         every_port = [*self.ports.values(), *self.event_ports.values()]
         require(len(set(every_port)) == len(every_port), "control.ports", every_port,
                 "control.ports and control.event_ports must all differ")
-        if self.transport == "tcp" and not self.curve:
-            require(_is_loopback(self.host), "control.host", self.host,
-                    "without control.curve the control sockets listen on loopback only")
+        require(self.transport != "tcp" or self.curve, "control.curve", self.curve,
+                "control.transport = \"tcp\" requires control.curve = true: a TCP port is "
+                "open to every local user (use transport \"ipc\" for a local pipeline)")
         if self.curve:
             for key in ("server_secret_key", "server_public_key", "client_secret_key",
                         "authorized_keys_dir"):

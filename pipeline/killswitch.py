@@ -33,6 +33,7 @@ REJECTIONS: Final = {
     "bad_signature": "a signature does not verify (forged, or over another message)",
     "too_few_signatures": "fewer valid signatures than the change requires",
     "bad_message": "the request is not a well-formed kill-switch message",
+    "database_unavailable": "the database cannot write now; enabling needs a durable commit",
 }
 
 

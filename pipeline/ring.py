@@ -24,6 +24,12 @@ Either side may create the segment: the spec (capacity, kind, declared readers) 
 the shared config, so whichever process starts first builds the same header. The header
 also names the environment, the layout and the run that last opened it; a mismatched layout
 or environment is refused with :class:`RingMismatchError`.
+
+Segment names are predictable, so a segment is never trusted for existing: it is created
+with ``O_EXCL`` and mode 0600, its memory reserved at once (a full ``/dev/shm`` is a clear
+ENOSPC at creation, not a SIGBUS on a later write), and every attach checks the opened
+file's owner and mode (:mod:`pipeline.private_file`): a file planted by another user, or
+left world-writable, is refused, never adopted.
 """
 
 from __future__ import annotations
@@ -41,6 +47,14 @@ from typing import Any, Final
 
 import numpy as np
 
+from pipeline.errors import OperationalError
+from pipeline.private_file import (
+    ForeignFileError,
+    NoSpaceError,
+    create_exclusive,
+    free_bytes,
+    open_existing,
+)
 from pipeline.records import LAYOUT_VERSION, layout_description
 
 MAGIC: Final = 0x31474E4952504C53  # b"SLPRING1" little-endian
@@ -76,11 +90,11 @@ class RingError(Exception):
     """Base class for ring failures."""
 
 
-class RingMismatchError(RingError):
+class RingMismatchError(RingError, OperationalError):
     """The segment exists but was made for another layout, environment or shape."""
 
 
-class RingNotFoundError(RingError):
+class RingNotFoundError(RingError, OperationalError):
     """No segment of that name appeared before the deadline."""
 
 
@@ -214,21 +228,22 @@ def _open_segment(spec: RingSpec, env: str, run_id: uuid.UUID, shm_dir: Path,
     path = shm_dir / spec.name
     size = _segment_size(spec)
     deadline = time.monotonic() + timeout_s
+    kind = f"ring {spec.name}"
     while True:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = create_exclusive(path, os.O_RDWR, kind, size=size)
         except FileExistsError:
             pass
         else:
             try:
-                os.ftruncate(fd, size)
                 mm = mmap.mmap(fd, size)
             finally:
                 os.close(fd)
             _init_header(mm, spec, env, run_id)
             return _Segment(path, spec, mm), True
         try:
-            fd = os.open(path, os.O_RDWR)
+            # Owner and mode now; the size once the creator has had time to reserve it.
+            fd = open_existing(path, os.O_RDWR, kind)
         except FileNotFoundError:
             continue  # unlinked between our two opens: try creating again
         try:
@@ -257,6 +272,30 @@ def _open_segment(spec: RingSpec, env: str, run_id: uuid.UUID, shm_dir: Path,
             raise RingNotFoundError(f"ring {spec.name}: {path} exists but was never "
                                     f"initialised (creator died?); remove it")
         time.sleep(0.001)  # another process is initialising the header right now
+
+
+def segment_size(spec: RingSpec) -> int:
+    """Bytes the segment of ``spec`` takes in the shm directory."""
+    return _segment_size(spec)
+
+
+def check_space(specs: Sequence[RingSpec], shm_dir: Path, extra_bytes: int = 0) -> None:
+    """Refuse to start when the segments still to be created cannot fit in ``shm_dir``.
+
+    Segments that already exist are counted as present; ``extra_bytes`` covers other
+    files (the kill flag). Raises NoSpaceError naming the directory and the sizes.
+    """
+    try:
+        free = free_bytes(shm_dir)
+    except OSError as exc:
+        raise NoSpaceError(f"rings.shm_dir {shm_dir}: {exc.strerror}") from None
+    missing = [s for s in specs if not (shm_dir / s.name).exists()]
+    need = sum(_segment_size(s) for s in missing) + extra_bytes
+    if need > free:
+        sizes = ", ".join(f"{s.name} {_segment_size(s)}" for s in missing)
+        raise NoSpaceError(f"rings need {need} bytes in rings.shm_dir {shm_dir} ({sizes}) "
+                           f"but only {free} are free; make room there or lower "
+                           "rings.*_capacity")
 
 
 def unlink(spec_name: str, shm_dir: Path = Path("/dev/shm")) -> bool:
@@ -573,12 +612,17 @@ class SegmentInfo:
 
 
 def inspect_segment(path: Path) -> SegmentInfo | None:
-    """Read a segment's header; None if it is not a pipeline ring."""
+    """Read a segment's header; None if it is not a pipeline ring of this user."""
     try:
-        with path.open("rb") as handle:
-            header = handle.read(_DATA_OFFSET)
+        fd = open_existing(path, os.O_RDONLY | os.O_NONBLOCK, "ring")
+    except (OSError, ForeignFileError):
+        return None
+    try:
+        header = os.pread(fd, _DATA_OFFSET, 0)
     except OSError:
         return None
+    finally:
+        os.close(fd)
     if len(header) < _DATA_OFFSET or int.from_bytes(header[:8], "little") != MAGIC:
         return None
 

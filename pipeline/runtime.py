@@ -27,7 +27,7 @@ from typing import Any
 import zmq
 from prometheus_client import CollectorRegistry
 
-from pipeline import dirlock, ring
+from pipeline import dirlock, killflag, ring
 from pipeline.bootstrap import report_at_start
 from pipeline.config import PipelineConfig
 from pipeline.control import (
@@ -234,6 +234,8 @@ def run_service(runtime: Runtime, make_service: Callable[[Runtime], Service]) ->
     config = runtime.config
     try:
         port = _serve_metrics(runtime)
+        ring.check_space(runtime.rings.all(), Path(config.rings.shm_dir),
+                         extra_bytes=killflag.SIZE)
         if config.check.on_start:
             report_at_start(config, runtime.registry, log)
         service = make_service(runtime)

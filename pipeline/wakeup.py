@@ -9,19 +9,25 @@ when the reader's sleeping flag is set, so a busy pipeline pays nothing for wake
 The sleeping flag and the write sequence form a store-then-load handshake on both sides,
 which x86 may reorder; the block therefore has a short timeout (``max_block_s``) as a
 backstop so a lost wake-up costs at most that long, never a hang.
+
+A doorbell's name is predictable, so an existing FIFO is used only once the opened file is
+verified (:mod:`pipeline.private_file`): a FIFO, owned by this user, mode 0600. Anything
+else at that name stops the owning process at start; a ringer just never rings it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
-import stat
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import zmq
+
+from pipeline.private_file import ForeignFileError, open_existing, verify
 
 
 class Waitable(Protocol):
@@ -46,13 +52,21 @@ class Doorbell:
     def __init__(self, bell_dir: Path, name: str) -> None:
         bell_dir.mkdir(parents=True, exist_ok=True)
         self.path = bell_path(bell_dir, name)
-        try:
+        # An existing FIFO is ours from an earlier start, or planted: the checks decide.
+        with contextlib.suppress(FileExistsError):
             os.mkfifo(self.path, 0o600)
-        except FileExistsError:
-            if not stat.S_ISFIFO(self.path.stat().st_mode):
-                raise RuntimeError(f"{self.path} exists and is not a FIFO") from None
-        self._read_fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
-        self._keep_fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+        self._read_fd = open_existing(self.path, os.O_RDONLY | os.O_NONBLOCK, "doorbell",
+                                      fifo=True)
+        try:
+            self._keep_fd = open_existing(self.path, os.O_WRONLY | os.O_NONBLOCK, "doorbell",
+                                          fifo=True)
+            if not os.path.sameopenfile(self._read_fd, self._keep_fd):
+                os.close(self._keep_fd)
+                raise ForeignFileError("type", f"doorbell {self.path} was replaced while "
+                                               "it was being opened")
+        except BaseException:
+            os.close(self._read_fd)
+            raise
 
     def fileno(self) -> int:
         return self._read_fd
@@ -77,16 +91,24 @@ class BellRinger:
         self._dir = bell_dir
         self._fds: dict[str, int] = {}
         self.rings = 0
+        self.refused = 0  # doorbells that failed verification (not made by this user)
 
     def __call__(self, name: str) -> None:
         fd = self._fds.get(name)
         if fd is None:
+            path = bell_path(self._dir, name)
             try:
-                fd = os.open(bell_path(self._dir, name), os.O_WRONLY | os.O_NONBLOCK)
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
             except OSError as exc:
-                if exc.errno in (errno.ENOENT, errno.ENXIO):
+                if exc.errno in (errno.ENOENT, errno.ENXIO, errno.ELOOP):
                     return  # that process is not up yet; it reads the ring when it starts
                 raise
+            try:
+                verify(fd, path, "doorbell", fifo=True)
+            except ForeignFileError:
+                os.close(fd)  # its owner refuses it at start; never write into it
+                self.refused += 1
+                return
             self._fds[name] = fd
         try:
             os.write(fd, b"\x01")

@@ -116,7 +116,9 @@ def set_trading(client: AdminClient, value: bool, message: KillSwitchMessage | N
         f"trading {'ENABLED' if value else 'DISABLED'} (was "
         f"{'enabled' if r.get('previous') == 'true' else 'disabled'}); signers: "
         f"{', '.join(r.get('signers') or []) or 'local operator'}; committed_ns="
-        f"{r.get('committed_ns')}"), out)
+        f"{r.get('committed_ns')}"
+        + ("" if r.get("durable", True) else "; in force now, not yet in the database "
+           "(it cannot write; the ledger retries)")), out)
 
 
 def _single(client: AdminClient, process: str, cmd: str, args: Mapping[str, Any]) -> Any:

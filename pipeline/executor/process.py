@@ -5,12 +5,14 @@ an intent once its final report is in the reports ring. After a restart the exec
 the unfinished intents again; the ledger ignores a second final report for an order.
 
 Trading is disabled until the ledger has written ``TRADE_ENABLED`` to the shared kill flag
-(:mod:`pipeline.killflag`), which is read right before every send;
+(:mod:`pipeline.killflag`), which is read right before every send and is fail-closed (a
+missing, foreign, replaced or stale flag reads as disabled);
 while disabled every intent is rejected with ``TRADING_DISABLED``.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,7 +26,7 @@ from pipeline.control import EventSubscriber, Handler
 from pipeline.executor.ledger_watch import HEALTH_TOPIC, LedgerWatch
 from pipeline.executor.paper import PaperVenue
 from pipeline.executor.venue import Venue, reports_from_intents
-from pipeline.killflag import KillFlag, flag_path
+from pipeline.killflag import KillFlagReader, flag_path
 from pipeline.metrics import ExecutorMetrics
 from pipeline.reattach import follow
 from pipeline.records import REPORT_DTYPE, OrderStatus, RejectReason
@@ -69,8 +71,12 @@ class ExecutorService(Service):
         ), runtime.log, runtime.registry)
         self._venue_name = config.executor.venue
         self.trade_enabled: bool | None = None  # unknown until the ledger says
-        self._kill_flag = KillFlag(flag_path(Path(config.rings.shm_dir),
-                                             config.paths.ring_prefix))
+        # Under `pipeline run` every process shares the launcher's run id: a flag from
+        # another run is stale. Started alone (supervisor), the writer's liveness decides.
+        shared_run = runtime.run_id if os.environ.get("PIPELINE_RUN_ID") else None
+        self._kill_flag = KillFlagReader(
+            flag_path(Path(config.rings.shm_dir), config.paths.ring_prefix),
+            log=runtime.log, registry=runtime.registry, expected_run=shared_run)
         self._outbox = np.empty(0, dtype=REPORT_DTYPE)  # reports the ring could not take yet
         self._submitted_upto = self._intents.cursor  # intents below this went to the venue
         self._pending_seq: dict[int, int] = {}  # client_order_id -> intent sequence
@@ -214,8 +220,8 @@ class ExecutorService(Service):
         if consumed > 0:
             self._intents.advance(consumed)
 
-    def _note_trade_enabled(self, value: bool | None) -> None:
-        if value is None or value == self.trade_enabled:
+    def _note_trade_enabled(self, value: bool) -> None:
+        if value == self.trade_enabled:
             return
         self._runtime.log.info("trading %s by the ledger", "enabled" if value else "disabled",
                                extra={"event": "executor.trade_enabled", "value": value})
@@ -252,6 +258,7 @@ class ExecutorService(Service):
             "rejects": self.rejects,
             "pending": len(self._pending_seq),
             "trade_enabled": self.trade_enabled,
+            "kill_flag": self._kill_flag.problem or "ok",
             "outbox": len(self._outbox),
             "ledger_stalled": self._ledger_watch.stalled,
             "tick_to_order": self.latency_quantiles_us(),

@@ -18,8 +18,8 @@ from typing import Any, Final
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 
 from pipeline.control import ControlError, Handler
-from pipeline.killflag import KillFlag, flag_path
-from pipeline.ledger.db import TRADE_ENABLED, init_db, make_engine
+from pipeline.killflag import KillFlagWriter, flag_path
+from pipeline.ledger.db import init_db, make_engine
 from pipeline.ledger.governance import KillSwitch
 from pipeline.ledger.health import CommitHealth
 from pipeline.ledger.pacing import CommitPacer, estimate_wal_bytes
@@ -56,19 +56,31 @@ class LedgerService(Service):
         self._pacer = CommitPacer(self._config.commits_per_s, self._config.wal_bytes_per_s)
         self._metrics = LedgerMetrics(runtime.registry)
         self._symbols = config.symbol_table()
-        self._trade_enabled = self._store.trade_enabled()
-        self._kill_flag = KillFlag(flag_path(Path(config.rings.shm_dir),
-                                             config.paths.ring_prefix))
-        self._kill_flag.set(self._trade_enabled)
+        self._read_engine = make_engine(database, read_only=True)
+        self._kill_flag = KillFlagWriter(
+            flag_path(Path(config.rings.shm_dir), config.paths.ring_prefix),
+            run_id=runtime.run_id, log=runtime.log)
+        self._kill_switch = KillSwitch(
+            self._engine, config.env, lambda: runtime.config.control,
+            local_operator=runtime.endpoints.is_local(), on_change=self._trade_enabled_changed,
+            on_durable=self._publish_flag, log=runtime.log,
+            read_engine=self._read_engine,
+            retry_initial_s=self._config.commit_retry_initial_s,
+            retry_max_s=self._config.commit_retry_max_s)
+        self._trade_enabled = False
+        if self._kill_flag.found_pending_disable:  # the previous ledger's disable, unwritten
+            runtime.log.warning("a disable taken before this ledger started is not yet in "
+                                "the database: it holds and is written now",
+                                extra={"event": "ledger.kill_switch_recovered"})
+            self._kill_switch.disable("ledger", "kill_switch.set", {
+                "value": False, "reason": "recovered a disable that was not yet durable"})
+        self._trade_enabled = self._effective_trade_enabled()
+        self._publish_flag()
         self._wait_s: float | None = None
         self.reports_committed = 0
         self.commits = 0
         self.duplicates = 0
         self._fills_total = int(self._store.summary()["fills"])  # counted once, then tracked
-        self._kill_switch = KillSwitch(
-            self._engine, config.env, lambda: runtime.config.control,
-            local_operator=runtime.endpoints.is_local(), on_change=self._trade_enabled_changed,
-            log=runtime.log)
         self._health = CommitHealth(
             threshold_s=self._config.stall_threshold_s,
             retry_initial_s=self._config.commit_retry_initial_s,
@@ -110,6 +122,10 @@ class LedgerService(Service):
         return [self._reports]
 
     def step(self) -> bool:
+        if self._kill_switch.retry_due(time.monotonic()):
+            # One bounded wait per step (ledger.busy_timeout_ms): heartbeats still go out.
+            self._kill_switch.retry()
+            return True
         if self._chain is not None:
             self._chain.step(time.monotonic())
         if self._commit_when_due():
@@ -165,6 +181,8 @@ class LedgerService(Service):
         return self._wait_s
 
     def drain(self) -> bool:
+        if self._kill_switch.retry_due(time.monotonic()):
+            self._kill_switch.retry()  # tried, not waited for: the flag keeps it pending
         self._commit_when_due()
         self._health.check(time.monotonic())
         if self._reports.available():
@@ -179,20 +197,26 @@ class LedgerService(Service):
                   "differences": {a: {"chain": c, "ledger": b}
                                   for a, (c, b) in differences.items()}}
         if self._trade_enabled:
-            self._store.set_config(TRADE_ENABLED, "false", "ledger.chain_check", detail)
-            self._trade_enabled_changed(False)
+            self._kill_switch.disable("ledger.chain_check", "config.set", detail)
         else:
-            self._store.audit("ledger.chain_check", "chain.balance_mismatch", detail)
+            self._kill_switch.audit("ledger.chain_check", "chain.balance_mismatch", detail)
 
     def _publish_trade_enabled(self) -> None:
         self._runtime.events.publish("config.TRADE_ENABLED", {"value": self._trade_enabled})
 
     def _trade_enabled_changed(self, value: bool) -> None:
-        """Committed by the kill switch: tell the executor now, not at the next heartbeat."""
+        """Decided by the kill switch: tell the executor now, not at the next heartbeat."""
         self._trade_enabled = value
-        self._kill_flag.set(value)  # the executor reads this word before every send
+        self._publish_flag()  # the executor reads this word before every send
         self._publish_trade_enabled()
         self._metrics.trade_enabled.set(1.0 if value else 0.0)
+
+    def _publish_flag(self) -> None:
+        self._kill_flag.set(self._trade_enabled, pending=self._kill_switch.disable_pending)
+
+    def _effective_trade_enabled(self) -> bool:
+        """The database's value, unless a disable holds that it does not show yet."""
+        return self._store.trade_enabled() and not self._kill_switch.disable_pending
 
     def handlers(self) -> dict[str, Handler]:
         handlers = self._kill_switch.handlers()
@@ -217,8 +241,9 @@ class LedgerService(Service):
         return {"queued": True, "trade_enabled": self._trade_enabled}
 
     def heartbeat(self) -> dict[str, Any]:
-        self._trade_enabled = self._store.trade_enabled()
-        self._kill_flag.set(self._trade_enabled)
+        # The value is ours (the ledger is the only writer): no database read here, which
+        # would wait for any other connection's write lock.
+        self._publish_flag()
         self._publish_trade_enabled()
         self._health.check(time.monotonic())
         self._health.publish(time.monotonic())
@@ -234,6 +259,7 @@ class LedgerService(Service):
             "pnl": sum(p.realized_pnl - p.fees for p in positions.values()),
             "database": str(self._runtime.config.paths.database),
             "commit_stalled": self._health.stalled,
+            "kill_switch_pending": self._kill_switch.disable_pending,
             "backup": self._backup.status() if self._backup else None,
         }
 
@@ -249,5 +275,11 @@ class LedgerService(Service):
         if self._backup is not None:
             self._backup.stop(timeout_s=self._runtime.config.run.stop_timeout_s * 0.15)
         self._reports.close()
+        if self._kill_switch.disable_pending:
+            self._runtime.log.error(
+                "stopping with a disable not yet in the database: the kill flag keeps it "
+                "(marked pending) and the next ledger writes it",
+                extra={"event": "ledger.kill_switch_not_durable"})
         self._kill_flag.close()
         self._engine.dispose()
+        self._read_engine.dispose()

@@ -15,7 +15,8 @@ SIGNERS = [str(Keypair().pubkey()) for _ in range(3)]
 
 @pytest.mark.parametrize(("control", "key"), [
     ({"transport": "udp"}, "control.transport"),
-    ({"transport": "tcp", "host": "0.0.0.0"}, "control.host"),
+    ({"transport": "tcp", "host": "0.0.0.0"}, "control.curve"),
+    ({"transport": "tcp", "host": "127.0.0.1"}, "control.curve"),
     ({"curve": True}, "control.server_secret_key"),
     ({"signers": ["not-a-key"]}, "control.signers[0]"),
     ({"signers": [SIGNERS[0], SIGNERS[0]]}, "control.signers"),
@@ -32,7 +33,15 @@ def test_bad_control_values_are_refused(control: dict[str, Any], key: str) -> No
     assert caught.value.key == key
 
 
-def test_loopback_tcp_and_multisig_are_accepted() -> None:
+def test_tcp_without_curve_names_both_keys() -> None:
+    with pytest.raises(ConfigError, match=r"control\.transport = \"tcp\" requires control\.curve"):
+        load_config(environ={}, overrides={"control": {"transport": "tcp"}})
+
+
+def test_tcp_with_curve_and_multisig_are_accepted() -> None:
     config = load_config(environ={}, overrides={"control": {
-        "transport": "tcp", "host": "127.0.0.1", "signers": SIGNERS, "enable_threshold": 2}})
+        "transport": "tcp", "host": "0.0.0.0", "curve": True, "server_secret_key": "s.key_secret",
+        "server_public_key": "s.key", "client_secret_key": "c.key_secret",
+        "authorized_keys_dir": "allowed", "signers": SIGNERS, "enable_threshold": 2}})
+    assert config.control.transport == "tcp"
     assert config.control.signers == tuple(SIGNERS)

@@ -53,6 +53,9 @@ def test_only_the_offline_environments_trade_by_default() -> None:
     ({"rings": {"ticks_capacity": 1000}}, "ticks_capacity"),
     ({"run": {"slice_us": {"strategy": 50}}}, "run.slice_us.strategy"),
     ({"run": {"slice_us": {"monitor": 100}}}, "run.slice_us.monitor"),
+    ({"ledger": {"busy_timeout_ms": 5000}}, "ledger.busy_timeout_ms"),
+    ({"rings": {"ticks_capacity": 1 << 23}}, "rings.ticks_capacity"),
+    ({"run": {"heartbeat_timeout_s": 1.0}}, "ledger.busy_timeout_ms"),
 ])
 def test_bad_values_are_refused_naming_the_key(overrides: dict[str, object], key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -76,3 +79,13 @@ def test_each_environment_has_its_own_database_and_rings(tmp_path: Path) -> None
     assert paper.paths.database.name == "ledger-paper.sqlite"
     assert paper.paths.ring_prefix.startswith("pl-paper-")
     assert local.paths.ring_prefix.startswith("pl-localnet-")
+
+
+def test_a_lock_wait_longer_than_the_heartbeat_budget_names_both_keys() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, environ={}, overrides={"ledger": {"busy_timeout_ms": 5000}})
+    assert caught.value.key == "ledger.busy_timeout_ms"
+    assert "run.heartbeat_timeout_s" in str(caught.value)
+    relaxed = load_config(None, environ={}, overrides={
+        "ledger": {"busy_timeout_ms": 5000}, "run": {"heartbeat_timeout_s": 11.0}})
+    assert relaxed.ledger.busy_timeout_ms == 5000

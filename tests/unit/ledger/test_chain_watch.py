@@ -276,7 +276,7 @@ def test_an_unknown_outcome_takes_a_snapshot_at_once_and_compares_nothing(rig: R
     rig.store.apply(_signed_report(OrderStatus.NEW), {})
     result = rig.store.apply(_signed_report(OrderStatus.NEW,
                                             detail=ReportDetail.OUTCOME_UNKNOWN), {})
-    assert result.unknown_outcomes == 1 and result.duplicates == 0
+    assert (result.unknown_outcomes, result.duplicates) == (1, 0)
     assert rig.rows("SELECT status FROM orders WHERE client_order_id = 7") == [("new",)]
     assert rig.rows("SELECT count(*) FROM audit_log WHERE action = 'order.outcome_unknown'"
                     ) == [(1,)]

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +18,7 @@ from sqlalchemy import Engine, select
 from pipeline.control import ControlError
 from pipeline.control_config import ControlConfig
 from pipeline.killswitch import KillSwitchMessage, sign
+from pipeline.ledger.db import make_engine
 from pipeline.ledger.governance import KillSwitch
 from pipeline.ledger.models import AuditLog, ConfigEntry, KillSwitchNonce
 
@@ -40,11 +46,13 @@ def _switch(engine: Engine, published: list[bool], *, local: bool = False) -> Ki
                             enable_threshold=2, max_message_ttl_s=600)
     return KillSwitch(engine, "paper", lambda: control, local_operator=local,
                       on_change=published.append, log=logging.getLogger("test"),
-                      clock_s=lambda: NOW_S)
+                      clock_s=lambda: NOW_S,
+                      read_engine=make_engine(str(engine.url.database), read_only=True))
 
 
 def _trade_enabled(engine: Engine) -> str:
-    with engine.connect() as conn:
+    reads = make_engine(str(engine.url.database), read_only=True)  # never waits for a lock
+    with reads.connect() as conn:
         value = conn.scalar(select(ConfigEntry.value).where(ConfigEntry.key == "TRADE_ENABLED"))
     assert isinstance(value, str)
     return value
@@ -140,3 +148,88 @@ def test_config_get(engine: Engine, published: list[bool]) -> None:
     assert switch.config_get({})["TRADE_ENABLED"]["value"] == "false"
     with pytest.raises(ControlError, match="no config key"):
         switch.config_get({"key": "NOPE"})
+
+
+@contextlib.contextmanager
+def _write_lock(db_path: Path) -> Iterator[None]:
+    """Another connection holding SQLite's write lock, as a second writer or a backup
+    tool would."""
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+def test_a_disable_lands_at_once_while_the_database_is_locked_and_is_written_later(
+        engine: Engine, db_path: Path, published: list[bool]) -> None:
+    engine = make_engine(db_path, busy_timeout_ms=200)  # as ledger.busy_timeout_ms
+    switch = _switch(engine, published, local=True)
+    switch.set(_args(_message(), SIGNERS[:2]), True)
+    with _write_lock(db_path):
+        started = time.monotonic()
+        result = switch.set({"operator": "alice", "reason": "lock held"}, False)
+        assert time.monotonic() - started < 0.5  # did not wait out the busy timeout
+        assert result["durable"] is False
+        assert result["previous"] == "true"
+        assert published == [True, False]  # shared memory first
+        assert switch.disable_pending
+        assert _trade_enabled(engine) == "true"  # not yet in the database
+        assert switch.retry() is False  # still locked: nothing lost, nothing raised
+    assert switch.retry() is True
+    assert not switch.disable_pending
+    assert _trade_enabled(engine) == "false"
+    action, detail = _audit(engine)[-1]
+    assert action == "kill_switch.set"
+    assert (detail["operator"], detail["old"], detail["new"]) == ("alice", "true", "false")
+    assert detail["written_after_s"] >= 0
+
+
+def test_enabling_needs_a_durable_commit_and_writes_a_waiting_disable_first(
+        engine: Engine, db_path: Path, published: list[bool]) -> None:
+    engine = make_engine(db_path, busy_timeout_ms=200)  # as ledger.busy_timeout_ms
+    switch = _switch(engine, published, local=True)
+    with _write_lock(db_path):
+        switch.set({"operator": "alice", "reason": "first"}, False)
+        with pytest.raises(ControlError) as caught:
+            switch.set(_args(_message(), SIGNERS[:2]), True)
+        assert caught.value.code == "database_unavailable"
+        assert "trading stays disabled" in str(caught.value)
+    assert published == [False]
+    result = switch.set(_args(_message(), SIGNERS[:2]), True)  # same message, lock gone
+    assert result["TRADE_ENABLED"] is True
+    assert _trade_enabled(engine) == "true"
+    actions = [(a, d.get("new"), d.get("code")) for a, d in _audit(engine)]
+    assert actions == [("kill_switch.set", "false", None),
+                       ("kill_switch.rejected", None, "database_unavailable"),
+                       ("kill_switch.set", "true", None)]
+
+
+def test_a_read_only_database_never_loses_a_disable(
+        engine: Engine, db_path: Path, published: list[bool]) -> None:
+    _switch(engine, published).set(_args(_message(), SIGNERS[:2]), True)
+    query_only = make_engine(db_path, read_only=True)  # PRAGMA query_only = ON
+    switch = _switch(query_only, published, local=True)
+    assert switch.set({"operator": "alice"}, False)["durable"] is False
+    assert published == [True, False]
+    with pytest.raises(ControlError) as caught:  # refusals never raise anything else
+        switch.set(_args(_message(nonce="nonce-other-0123456789"), SIGNERS[:1]), True)
+    assert caught.value.code == "too_few_signatures"
+    assert switch.disable_pending
+    assert _trade_enabled(engine) == "true"
+
+
+def test_a_signed_disable_waiting_for_the_database_cannot_be_replayed(
+        engine: Engine, db_path: Path, published: list[bool]) -> None:
+    switch = _switch(engine, published)
+    disable = _args(_message(value=False, nonce="nonce-disable-0123456"), SIGNERS[:1])
+    with _write_lock(db_path):
+        assert switch.set(disable, False)["durable"] is False
+        with pytest.raises(ControlError) as caught:
+            switch.set(disable, False)
+        assert caught.value.code == "replayed_nonce"
+    assert switch.retry()
+    with engine.connect() as conn:
+        assert conn.scalars(select(KillSwitchNonce.nonce)).all() == ["nonce-disable-0123456"]

@@ -215,6 +215,7 @@ def test_undeclared_reader_and_bad_specs_are_refused(shm_dir: Path) -> None:
 def test_a_segment_that_was_never_initialised_is_reported(shm_dir: Path) -> None:
     spec = lossy(8)
     (shm_dir / spec.name).write_bytes(bytes(8192))  # creator died before writing the magic
+    (shm_dir / spec.name).chmod(0o600)  # as the pipeline makes them
     with pytest.raises(RingNotFoundError, match="never initialised"):
         writer_for(spec, shm_dir)
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from testkit import eventually, unique_name
 
+from pipeline.errors import OperationalError
 from pipeline.records import TICK_DTYPE
 from pipeline.ring import _OFF_SLOTS, RingReader, RingSpec, RingWriter
 from pipeline.wakeup import BellRinger, Doorbell, Waiter
@@ -239,5 +240,5 @@ def test_several_rings_mean_one_wake_up_and_sockets_are_reported(tmp_path: Path)
 
 def test_a_doorbell_path_that_is_not_a_fifo_is_refused(tmp_path: Path) -> None:
     (tmp_path / "ledger.bell").write_text("not a fifo")
-    with pytest.raises(RuntimeError, match="is not a FIFO"):
+    with pytest.raises(OperationalError, match="is a regular file, not a FIFO"):
         Doorbell(tmp_path, "ledger")
