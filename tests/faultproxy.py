@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import collections
 import dataclasses
+import functools
 import http.client
 import io
 import json
@@ -400,11 +401,12 @@ def _handler_class(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
         def _batch(self, body: list[Any]) -> None:
             """Each element on its own through the faults; a transport verdict (a reset, an
             HTTP error) of any element applies to the whole batch, as it would."""
-            answers, transport = [], None
+            answers: list[Any] = []
+            transport: Verdict | None = None
             for item in body:
                 exchange = self._rpc_exchange(item)
-                verdict = proxy.decide(exchange, lambda e=exchange, i=item: self._forward_rpc(
-                    e, i))
+                verdict = proxy.decide(exchange, functools.partial(self._forward_rpc,
+                                                                   exchange, item))
                 if isinstance(verdict, Reply) and verdict.status == 200:
                     answers.append(verdict.body)
                     continue

@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from faultproxy import ChainView, Exchange, Fault, Hold, Reply, Reset, Verdict, rpc_error
 from solders.hash import Hash
@@ -202,6 +201,7 @@ class StaleBlockhash(Fault):
             return None
         tx = VersionedTransaction.from_bytes(base64.b64decode(exchange.answer["transaction"]))
         m = tx.message
+        assert isinstance(m, MessageV0), "the maker builds v0 messages"
         message = MessageV0(m.header, list(m.account_keys), Hash.from_string(old.blockhash),
                             list(m.instructions), list(m.address_table_lookups))
         signature = maker.sign_message(to_bytes_versioned(message))
@@ -366,8 +366,4 @@ def scenario(name: str) -> Scenario:
     return next(s for s in SCENARIOS if s.name == name)
 
 
-def describe(faults: Sequence[Fault]) -> dict[str, Any]:
-    return {type(f).__name__: f.served for f in faults}
-
-
-__all__ = ["SCENARIOS", "WORST", "Scenario", "describe", "scenario"]
+__all__ = ["SCENARIOS", "WORST", "Scenario", "scenario"]
