@@ -58,6 +58,14 @@ REPORT_DTYPE: Final = np.dtype(
         # On a chain venue's NEW report: the block height after which the signed transaction
         # in venue_ref can no longer land (Solana's lastValidBlockHeight); 0 elsewhere.
         ("last_valid_height", "<u8"),
+        # Also on a chain venue's NEW report: the wallet just before signing (slot 0: not
+        # read) and the fee the message fixes. After a restart they measure a landed swap
+        # that the RPC will not serve.
+        ("wallet_slot", "<u8"),
+        ("wallet_lamports", "<u8"),
+        ("wallet_base", "<u8"),  # base units of the symbol's base mint
+        ("wallet_quote", "<u8"),
+        ("message_fee", "<u8"),  # lamports
         ("quantity", "<f8"),  # ordered quantity (copied so the ledger needs only the report)
         ("limit_price", "<f8"),
         ("filled_qty", "<f8"),

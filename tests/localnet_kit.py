@@ -155,8 +155,11 @@ def signatures_of(reports: list[np.ndarray], status: OrderStatus) -> list[str]:
 
 
 def signed_of(reports: list[np.ndarray]) -> list[Signed]:
-    """What the ledger would hold for these NEW reports: signature and lastValidBlockHeight."""
-    return [Signed(bytes(r["venue_ref"]).decode(), int(r["last_valid_height"]))
+    """What the ledger would hold for these NEW reports: signature, lastValidBlockHeight,
+    the wallet before signing and the message's fee."""
+    return [Signed(bytes(r["venue_ref"]).decode(), int(r["last_valid_height"]),
+                   (int(r["wallet_slot"]), int(r["wallet_lamports"]), int(r["wallet_base"]),
+                    int(r["wallet_quote"])), int(r["message_fee"]))
             for r in reports if r["status"] == OrderStatus.NEW]
 
 

@@ -104,6 +104,13 @@ class OrderSignature(ModelBase):
         BigInteger, ForeignKey("orders.client_order_id"), index=True)
     last_valid_block_height: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    # The wallet just before signing (slot 0: not read) and the message's fee: they measure
+    # a landed transaction the RPC never serves, also after an executor restart.
+    wallet_slot: Mapped[int] = mapped_column(BigInteger, default=0)
+    wallet_lamports: Mapped[int] = mapped_column(BigInteger, default=0)
+    wallet_base: Mapped[int] = mapped_column(BigInteger, default=0)
+    wallet_quote: Mapped[int] = mapped_column(BigInteger, default=0)
+    message_fee: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Position(ModelBase):

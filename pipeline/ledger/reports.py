@@ -27,6 +27,8 @@ RANK_FINAL: Final = 2
 
 _STATUS_NAMES: Final = np.array(["", *(s.name.lower() for s in OrderStatus)], dtype=object)
 _REASON_CODES: Final = np.array([r.value for r in RejectReason])
+_WALLET_COLUMNS: Final = ("wallet_slot", "wallet_lamports", "wallet_base", "wallet_quote",
+                          "message_fee")
 _DETAIL_CODES: Final = np.array([d.value for d in ReportDetail])
 _SOURCE_NAMES: Final = np.array([None, None, "transaction", "balance_change", "status"],
                                 dtype=object)  # indexed by ReportDetail
@@ -142,6 +144,8 @@ def book(
             "client_order_id": reports["client_order_id"][signed].view(np.int64).tolist(),
             "last_valid_block_height": reports["last_valid_height"][signed].view(
                 np.int64).tolist(),
+            **{column: reports[column][signed].view(np.int64).tolist()
+               for column in _WALLET_COLUMNS},
             "created_at": [now] * len(signed),
         },
         network_fee=float(reports["network_fee"][finals].sum()),

@@ -39,7 +39,9 @@ _BALANCE_FIELDS: Final = ("preBalances", "postBalances", "preTokenBalances", "po
 
 @dataclasses.dataclass
 class Fault:
-    kind: str  # "429" | "500" | "error" | "delay" | "sim_no_balances" | "sim_no_accounts"
+    # "429" | "500" | "error" | "delay" | "method_not_found" (-32601, as providers that
+    # restrict a method answer) | "sim_no_balances" | "sim_no_accounts"
+    kind: str
     count: int
     method: str = ""  # empty: any method
     delay_s: float = 0.0
@@ -68,7 +70,8 @@ class Controls:
                 default_method = "simulateTransaction" if kind in _SIMULATION_FAULTS else ""
                 fault = Fault(kind, int(item["count"]), str(item.get("method", default_method)),
                               float(item.get("delay_s", 0.0)))
-                if fault.kind not in ("429", "500", "error", "delay", *_SIMULATION_FAULTS):
+                if fault.kind not in ("429", "500", "error", "delay", "method_not_found",
+                                      *_SIMULATION_FAULTS):
                     raise ValueError(f"unknown fault kind {fault.kind!r}")
                 self._faults.append(fault)
             return {"paused": self.paused.is_set(), "faults_pending": len(self._faults),
@@ -210,6 +213,9 @@ def _handler_class(chain: LocalChain, rpc: RpcMethods, maker: Maker,
             if fault is not None and fault.kind == "error":
                 self._reply(200, error_envelope(request_id, -32005, "Node is behind",
                                                 {"numSlotsBehind": 42}))
+                return
+            if fault is not None and fault.kind == "method_not_found":
+                self._reply(200, error_envelope(request_id, -32601, "Method not found"))
                 return
             if fault is not None and fault.kind == "delay":
                 time.sleep(fault.delay_s)  # an injected slow answer

@@ -31,7 +31,7 @@ from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 from solders.transaction_status import TransactionConfirmationStatus, TransactionStatus
 
-from pipeline.executor.solana.checks import Deltas, deltas_from, message_fee
+from pipeline.executor.solana.checks import Deltas, deltas_from
 from pipeline.executor.solana.rpc import METHOD_NOT_FOUND, Retrier, rpc_error_code
 from pipeline.executor.solana.wallet import Snapshot, WalletGuard, deltas_between, read_wallet
 from pipeline.records import ReportDetail
@@ -84,6 +84,7 @@ class Attempt:
     tx: VersionedTransaction | None  # None for one signed before a restart
     last_valid_height: int  # as the swap API stated it; 0 if never known
     before: Snapshot | None = None  # the wallet before signing, if it can measure a fill
+    fee: int = 0  # lamports the message fixes as its fee (0: not known)
     generation: int = 0  # WalletGuard generation of its signing
     invalid_at_slot: int | None = None  # the slot at which it was proven unable to land
     landed_at: float | None = None  # monotonic time its landing was first seen
@@ -149,10 +150,10 @@ class Fate:
         if meta is not None and isinstance(tx, VersionedTransaction):
             return _from_meta(signature, meta, tx, taker=self._taker, market=market,
                               status_err=status.err)
-        if status.err is not None and attempt.tx is not None:
+        if status.err is not None and attempt.fee:
             # Failed on chain: its fee is fixed by the message it paid for.
             return Outcome(failed=f"transaction failed on chain: {status.err}",
-                           signature=signature, network_fee=message_fee(attempt.tx),
+                           signature=signature, network_fee=attempt.fee,
                            source=ReportDetail.FROM_STATUS)
         if time.monotonic() - attempt.landed_at < self._details_wait_s:
             return Pending(signature, f"landed, {missing}")
@@ -164,14 +165,14 @@ class Fate:
                         guard: WalletGuard) -> Outcome | None:
         """The fill as the wallet's change across the landed transaction, if only it moved
         the wallet since the snapshot taken before signing."""
-        if attempt.before is None or attempt.tx is None or \
+        if attempt.before is None or not attempt.fee or \
                 not guard.alone_since(attempt.generation):
             return None
         mints = (market.base_mint, market.quote_mint)
         after = await read_wallet(self._rpc, self._retrier, self._taker, mints)
         if after.slot < attempt.landed_slot or not guard.alone_since(attempt.generation):
             return None  # a node behind the landing, or another signing meanwhile
-        deltas = deltas_between(attempt.before, after, message_fee(attempt.tx))
+        deltas = deltas_between(attempt.before, after, attempt.fee)
         return _fill(str(attempt.signature), deltas, market, ReportDetail.FROM_BALANCE_CHANGE)
 
     async def _prove_expired(self, attempt: Attempt) -> None:

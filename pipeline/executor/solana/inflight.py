@@ -25,6 +25,9 @@ class Signed:
 
     signature: str
     last_valid_height: int  # 0: not known (booked before the ledger kept heights)
+    # The wallet before signing: slot (0: not read), lamports, base and quote amounts.
+    wallet: tuple[int, int, int, int] = (0, 0, 0, 0)
+    message_fee: int = 0  # lamports; 0: not known
 
 
 def ledger_in_flight(database: Path, reports_ring: Path,
@@ -40,10 +43,12 @@ def ledger_in_flight(database: Path, reports_ring: Path,
     try:
         with engine.connect() as conn:
             rows = conn.execute(text(
-                "SELECT o.client_order_id, s.signature, s.last_valid_block_height "
+                "SELECT o.client_order_id, s.signature, s.last_valid_block_height, "
+                "s.wallet_slot, s.wallet_lamports, s.wallet_base, s.wallet_quote, "
+                "s.message_fee "
                 "FROM orders o JOIN order_signatures s USING (client_order_id) "
                 "WHERE o.status = 'new' "
-                "UNION SELECT client_order_id, venue_ref, 0 FROM orders "
+                "UNION SELECT client_order_id, venue_ref, 0, 0, 0, 0, 0, 0 FROM orders "
                 "WHERE status = 'new' AND venue_ref != '' AND venue_ref NOT IN "
                 "(SELECT signature FROM order_signatures) "
                 "ORDER BY 1, 3")).all()
@@ -54,7 +59,8 @@ def ledger_in_flight(database: Path, reports_ring: Path,
     finally:
         engine.dispose()
     in_flight: dict[int, list[Signed]] = {}
-    for coid, signature, height in rows:
-        in_flight.setdefault(int(coid) % (1 << 64), []).append(Signed(str(signature),
-                                                                      int(height)))
+    for coid, signature, height, slot, lamports, base, quote, fee in rows:
+        in_flight.setdefault(int(coid) % (1 << 64), []).append(Signed(
+            str(signature), int(height), (int(slot), int(lamports), int(base), int(quote)),
+            int(fee)))
     return in_flight

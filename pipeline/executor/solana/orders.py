@@ -30,7 +30,12 @@ from solders.message import to_bytes_versioned
 from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
-from pipeline.executor.solana.checks import RefusedError, check_deltas, check_message
+from pipeline.executor.solana.checks import (
+    RefusedError,
+    check_deltas,
+    check_message,
+    message_fee,
+)
 from pipeline.executor.solana.config import SolanaConfig
 from pipeline.executor.solana.fate import Attempt, Expired, Fate, Market, Outcome, Pending
 from pipeline.executor.solana.rpc import Retrier
@@ -115,7 +120,7 @@ class OrderRunner:
         self._log = log
 
     async def run(self, market: Market, request: Request,
-                  report_new: Callable[[str, int], Awaitable[None]],
+                  report_new: Callable[[Attempt], Awaitable[None]],
                   tracker: Tracker) -> Outcome:
         """Build, check, sign, report NEW (await release), land; a new build only once
         every earlier transaction of the order has expired."""
@@ -126,6 +131,9 @@ class OrderRunner:
                         tracker: Tracker) -> Outcome | None:
         """Settle transactions signed before a restart (see :meth:`settle`)."""
         async with self._one_at_a_time:
+            generation = self._guard.signed()  # nothing else signs while we hold the wallet
+            for attempt in attempts:
+                attempt.generation = generation
             self._guard.opened()
             try:
                 return await self.settle(attempts, market, tracker)
@@ -133,7 +141,7 @@ class OrderRunner:
                 self._guard.settled(max(a.landed_slot for a in attempts))
 
     async def _run(self, market: Market, request: Request,
-                   report_new: Callable[[str, int], Awaitable[None]],
+                   report_new: Callable[[Attempt], Awaitable[None]],
                    tracker: Tracker) -> Outcome:
         attempts: list[Attempt] = []
         for _build in range(self._config.max_builds):
@@ -146,11 +154,12 @@ class OrderRunner:
             except RefusedError as exc:
                 return Outcome(refused=str(exc))
             attempt = Attempt(signed.signatures[0], signed, built.last_valid_height,
-                              before=before, generation=self._guard.signed())
+                              before=before, fee=message_fee(signed),
+                              generation=self._guard.signed())
             attempts.append(attempt)
             self._guard.opened()
             try:
-                await report_new(str(attempt.signature), built.last_valid_height)
+                await report_new(attempt)
                 outcome = await self.settle(attempts, market, tracker, resend=signed,
                                             request_id=built.request_id)
             finally:

@@ -46,6 +46,7 @@ from pipeline.executor.solana.inflight import Signed
 from pipeline.executor.solana.orders import OrderRunner, Request, Tracker
 from pipeline.executor.solana.rpc import Retrier
 from pipeline.executor.solana.swapapi import SwapApi, SwapRejectedError
+from pipeline.executor.solana.wallet import Snapshot
 from pipeline.executor.venue import reports_from_intents
 from pipeline.records import REPORT_DTYPE, OrderStatus, RejectReason, ReportDetail
 
@@ -254,7 +255,7 @@ class SolanaVenue:
             else:
                 outcome = await self._runner.run(
                     market, self._request(intent, market),
-                    lambda sig, h: self._report_new(intent, send_ns, sig, h), tracker)
+                    lambda attempt: self._report_new(intent, send_ns, attempt), tracker)
         except SwapRejectedError as exc:
             outcome = Outcome(failed=str(exc))
         except Exception as exc:
@@ -269,8 +270,8 @@ class SolanaVenue:
     async def _reconcile(self, signed: list[Signed], market: Market,
                          tracker: Tracker) -> Outcome:
         """The outcome of the transactions signed before a restart (see fate.py)."""
-        attempts = [Attempt(Signature.from_string(s.signature), None, s.last_valid_height)
-                    for s in signed]
+        attempts = [Attempt(Signature.from_string(s.signature), None, s.last_valid_height,
+                            before=_snapshot(s, market), fee=s.message_fee) for s in signed]
         outcome = await self._runner.reconcile(attempts, market, tracker)
         return outcome or Outcome(failed="signed before a restart, expired without landing")
 
@@ -294,14 +295,21 @@ class SolanaVenue:
             "event": "solana.outcome_resolved", "client_order_id": coid,
             "unknown_s": round(waited_s, 3)})
 
-    async def _report_new(self, intent: np.ndarray, send_ns: int, signature: str,
-                          last_valid_height: int) -> None:
+    async def _report_new(self, intent: np.ndarray, send_ns: int, attempt: Attempt) -> None:
         released = asyncio.Event()
+        signature = str(attempt.signature)
         self._log.info("order signed", extra={
             "event": "solana.signed", "client_order_id": int(intent["client_order_id"][0]),
-            "signature": signature, "last_valid_block_height": last_valid_height})
+            "signature": signature, "last_valid_block_height": attempt.last_valid_height})
         report = self._final(intent, send_ns, OrderStatus.NEW, signature=signature,
-                             last_valid_height=last_valid_height)
+                             last_valid_height=attempt.last_valid_height)
+        report["message_fee"] = attempt.fee
+        if attempt.before is not None:
+            market = self._markets[int(intent["symbol_id"][0])]
+            report["wallet_slot"] = attempt.before.slot
+            report["wallet_lamports"] = attempt.before.lamports
+            report["wallet_base"] = attempt.before.tokens.get(market.base_mint, 0)
+            report["wallet_quote"] = attempt.before.tokens.get(market.quote_mint, 0)
         # Report first, then its event: poll() takes events before reports, so an event it
         # takes always has its report among the ones it hands out in the same call.
         self._results.put(report)
@@ -337,3 +345,11 @@ class SolanaVenue:
         return self._final(intent, send_ns, OrderStatus.REJECTED, reason=reason,
                            signature=outcome.signature,
                            network_fee_lamports=outcome.network_fee, detail=outcome.source)
+
+
+def _snapshot(signed: Signed, market: Market) -> Snapshot | None:
+    """The wallet before a transaction signed before the restart, as its NEW report kept it."""
+    slot, lamports, base, quote = signed.wallet
+    if not slot:
+        return None
+    return Snapshot(slot, lamports, {market.base_mint: base, market.quote_mint: quote})

@@ -83,12 +83,13 @@ def test_a_transaction_sent_while_blocks_are_paused_lands_once_when_they_resume(
 
 
 def test_an_expired_blockhash_leads_to_one_new_transaction_and_one_fill(tmp_path: Path) -> None:
-    """The first transaction never reaches the chain (its only send fails) and its blockhash
-    leaves the 10-block window; only then is a second one built, signed and sent."""
+    """The first transaction never reaches the chain (its send fails, and the retry comes
+    after the 10-block window has passed) and its blockhash expires; only then is a second
+    one built, signed and sent."""
     with running_localnet(tmp_path, window_blocks=10) as net:
         before = net.trader_tokens()
         net.admin({"faults": [{"kind": "error", "count": 1, "method": "sendTransaction"}]})
-        venue = make_venue(net, config=fast_config(resend_interval_s=30.0))
+        venue = make_venue(net, config=fast_config(resend_interval_s=30.0, backoff_s=2.0))
         try:
             venue.submit(intent(1, Side.SELL, 1.0, 100.0), 0)
             reports = collect(venue, {1})

@@ -26,7 +26,7 @@ from testkit import eventually
 
 from pipeline.executor.solana.inflight import Signed
 from pipeline.executor.solana.venue import SolanaVenue
-from pipeline.records import OrderStatus, Side
+from pipeline.records import OrderStatus, ReportDetail, Side
 
 
 def _sign_and_die(venue: SolanaVenue, order: np.ndarray,
@@ -72,6 +72,39 @@ def test_a_restart_reports_the_fill_of_the_transaction_sent_before_the_crash(
         assert finals(reports)[5]["status"] == OrderStatus.FILLED
         assert signatures_of(reports, OrderStatus.FILLED) == [signature]
         assert before["SOL"] - net.trader_tokens()["SOL"] == 10**9, "one swap"
+
+
+def test_after_a_restart_a_landed_swap_the_rpc_never_serves_is_measured_from_the_wallet(
+        tmp_path: Path) -> None:
+    """getTransaction answers -32601 (a provider that restricts history): the restarted
+    venue books the fill from the wallet's change across the swap, against the balances the
+    NEW report carried from before the signing."""
+    with running_localnet(tmp_path) as net:
+        before = net.trader_tokens()
+        order = intent(6, Side.SELL, 1.0, 100.0)
+        net.admin({"paused": True})
+        signed = _sign_and_die(make_venue(net), order,
+                               lambda sig: net.chain.queued(Signature.from_string(sig)))
+        assert signed.wallet[0] > 0, "the NEW report kept the wallet before signing"
+        assert signed.message_fee > 0
+        net.admin({"faults": [{"kind": "method_not_found", "count": 10_000,
+                               "method": "getTransaction"}]})
+        second = make_venue(net, in_flight=lambda: {6: [signed]})
+        try:
+            second.submit(order, 0)
+            net.admin({"paused": False})
+            reports = collect(second, {6})
+        finally:
+            second.close()
+        fill = finals(reports)[6]
+        assert fill["status"] == OrderStatus.FILLED
+        assert fill["detail"] == ReportDetail.FROM_BALANCE_CHANGE
+        sold = before["SOL"] - net.trader_tokens()["SOL"]
+        got = net.trader_tokens()["USDT"] - before["USDT"]
+        assert sold == 10**9
+        assert float(fill["filled_qty"]) == 1.0
+        assert abs(float(fill["avg_price"]) - got / 1e6) < 1e-9
+        assert round(float(fill["network_fee"]) * 1e9) == signed.message_fee
 
 
 def test_a_stale_order_whose_transaction_expired_ends_unfilled_and_is_not_resigned(

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, text
 from pipeline.errors import BadInputError
 from pipeline.ledger.config import LedgerConfig
 from pipeline.ledger.store import LedgerStore
-from pipeline.records import OrderStatus, RejectReason
+from pipeline.records import OrderStatus, RejectReason, ReportDetail
 
 MakeReports = Callable[..., np.ndarray]
 SYMBOLS = {1: ("SOL/USDT", "SOL", "USDT")}
@@ -109,3 +109,23 @@ def test_open_orders_counts_orders_still_new(chain_store: LedgerStore,
     assert chain_store.open_orders() == 2
     chain_store.apply(make_reports([1]), {})
     assert chain_store.open_orders() == 1
+
+
+def test_a_signature_keeps_the_wallet_before_signing_and_the_fill_its_source(
+        chain_store: LedgerStore, engine: Engine, make_reports: MakeReports) -> None:
+    new = _signed(make_reports, 4, "sig4", 900)
+    new["wallet_slot"], new["wallet_lamports"], new["message_fee"] = 77, 5 * 10**9, 15_000
+    new["wallet_base"], new["wallet_quote"] = 2 * 10**9, 10**11
+    unknown = new.copy()  # the same order reported again with an unknown outcome
+    unknown["detail"] = ReportDetail.OUTCOME_UNKNOWN
+    unknown[["wallet_slot", "wallet_lamports", "message_fee"]] = (0, 0, 0)
+    filled = make_reports([4], quantity=1.0, price=150.0, fee=0.0)
+    filled["venue_ref"], filled["detail"] = b"sig4", ReportDetail.FROM_BALANCE_CHANGE
+    result = chain_store.apply(np.concatenate([new, unknown]), {})
+    assert (result.unknown_outcomes, result.signed, result.duplicates) == (1, 2, 0)
+    chain_store.apply(filled, {})
+    assert _rows(engine, "SELECT wallet_slot, wallet_lamports, wallet_base, wallet_quote, "
+                         "message_fee FROM order_signatures") == [
+        (77, 5 * 10**9, 2 * 10**9, 10**11, 15_000)], "the first report of a signature wins"
+    assert _rows(engine, "SELECT status, outcome_source FROM orders") == [
+        ("filled", "balance_change")]

@@ -1,8 +1,13 @@
-"""Chain venues: where each final order's outcome was read from.
+"""Chain venues: where each final order's outcome was read from; the wallet before signing.
 
 ``orders.outcome_source``: ``transaction`` (getTransaction), ``balance_change`` (the
 wallet's balances across a landed transaction the RPC would not serve) or ``status`` (a
 transaction that failed on chain, its fee taken from its message); NULL for other venues.
+
+``order_signatures.wallet_*`` and ``message_fee``: the wallet's lamports and the pair's
+token amounts just before the transaction was signed (``wallet_slot`` 0: not read), and
+the fee its message fixes: a restarted executor measures with them a landed transaction
+the RPC never serves.
 
 Revision ID: 0004
 Revises: 0003
@@ -19,9 +24,16 @@ depends_on = None
 
 
 def upgrade() -> None:
-    columns = {c["name"] for c in sa.inspect(op.get_bind()).get_columns("orders")}
+    inspector = sa.inspect(op.get_bind())
+    columns = {c["name"] for c in inspector.get_columns("orders")}
     if "outcome_source" not in columns:  # a database made by create_all may have it
         op.execute("ALTER TABLE orders ADD COLUMN outcome_source VARCHAR(16)")
+    signed = {c["name"] for c in inspector.get_columns("order_signatures")}
+    for column in ("wallet_slot", "wallet_lamports", "wallet_base", "wallet_quote",
+                   "message_fee"):
+        if column not in signed:
+            op.execute(f"ALTER TABLE order_signatures ADD COLUMN {column} BIGINT "
+                       "NOT NULL DEFAULT 0")
 
 
 def downgrade() -> None:
