@@ -27,9 +27,10 @@ class LedgerConfig:
     wal_bytes_per_s: float = 50e6  # cap on the estimated WAL write rate
     max_batch: int = 8192  # reports per transaction at most
     synchronous: str = "FULL"  # FULL: a commit survives power loss; NORMAL: only a crash
-    # The longest a write waits for another connection's lock. The ledger's loop heartbeats
-    # between waits, so this must stay well inside run.heartbeat_timeout_s (checked).
-    busy_timeout_ms: int = 500
+    # The longest a write waits for another connection's lock. The ledger's loop answers
+    # control requests (a kill) and heartbeats only between waits, so this stays short and
+    # well inside run.heartbeat_timeout_s (checked); a failed commit is simply retried.
+    busy_timeout_ms: int = 100
     initial_balances: dict[str, float] = dataclasses.field(default_factory=_default_balances)
     trade_enabled_default: bool = False
     # A failed commit (disk full, read-only or failing disk) leaves the reports in the ring

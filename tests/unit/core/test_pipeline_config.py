@@ -55,7 +55,7 @@ def test_only_the_offline_environments_trade_by_default() -> None:
     ({"run": {"slice_us": {"monitor": 100}}}, "run.slice_us.monitor"),
     ({"ledger": {"busy_timeout_ms": 5000}}, "ledger.busy_timeout_ms"),
     ({"rings": {"ticks_capacity": 1 << 23}}, "rings.ticks_capacity"),
-    ({"run": {"heartbeat_timeout_s": 1.0}}, "ledger.busy_timeout_ms"),
+    ({"run": {"heartbeat_timeout_s": 0.6}}, "ledger.busy_timeout_ms"),
 ])
 def test_bad_values_are_refused_naming_the_key(overrides: dict[str, object], key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

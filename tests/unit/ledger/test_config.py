@@ -17,7 +17,7 @@ def test_defaults() -> None:
     assert config.wal_bytes_per_s == 50e6
     assert config.max_batch == 8192
     assert config.synchronous == "FULL"
-    assert config.busy_timeout_ms == 500
+    assert config.busy_timeout_ms == 100
     assert config.initial_balances == {"USDT": 100000.0}
     assert config.trade_enabled_default is False
 
