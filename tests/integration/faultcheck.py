@@ -9,8 +9,8 @@ a. ledger balances == chain balances for every asset;
 b. every order has at most one landed transaction;
 c. no order whose transaction landed is booked rejected or left open (a transaction that
    failed on chain may end its order rejected, but its network fee must be booked);
-d. every landed transaction is in the ledger and belongs to an order, and every fill's
-   signature landed without error;
+d. every landed transaction is in the ledger and belongs to an order, every fill's
+   signature landed without error, and every filled order has its fill row;
 e. the run traded (a few landed transactions); or, where the executor must refuse to sign,
    nothing landed and the log names the missing capability.
 """
@@ -164,6 +164,11 @@ def check_run(scenario: str, data_dir: Path, *, trades: bool = True, min_landed:
                        f"({order['reason']})")
         elif all(t.err is not None for t in txs) and order["network_fee"] <= 0:
             bad.append(f"c: order {coid} failed on chain without its network fee booked")
+    unbooked = query(database, "SELECT o.client_order_id FROM orders o LEFT JOIN fills f "
+                               "USING (client_order_id) WHERE o.status = 'filled' "
+                               "AND f.id IS NULL")
+    for (coid,) in unbooked:
+        bad.append(f"d: order {coid} is filled without a fill row")
     ok_landed = {t.signature for t in landed if t.err is None}
     for coid, order in orders.items():
         if order["status"] == "filled" and order["venue_ref"] not in ok_landed:
