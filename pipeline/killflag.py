@@ -57,6 +57,24 @@ def flag_path(shm_dir: Path, ring_prefix: str) -> Path:
     return shm_dir / f"{ring_prefix}-killswitch"
 
 
+def holds_pending_disable(path: Path) -> bool:
+    """True if the flag at ``path`` carries a disable not yet in the database (or cannot be
+    read: then it is not ours to remove either). The launcher keeps such a flag at the end
+    of a run so that the next ledger finishes the disable."""
+    try:
+        fd = open_existing(path, os.O_RDONLY, _KIND, size=SIZE)
+    except FileNotFoundError:
+        return False
+    except OperationalError:
+        return True
+    try:
+        header = os.pread(fd, 8 * (_W_PENDING + 1), 0)
+    finally:
+        os.close(fd)
+    words = memoryview(header).cast("Q")
+    return words[_W_MAGIC] != _MAGIC or bool(words[_W_PENDING])
+
+
 def _alive(pid: int) -> bool:
     if pid <= 0:
         return False

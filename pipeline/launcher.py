@@ -29,7 +29,7 @@ from pipeline.config import PROCESSES, PipelineConfig
 from pipeline.control import EventSubscriber
 from pipeline.dirlock import LOCK_FD_ENV, RunLocks
 from pipeline.endpoints import Endpoints
-from pipeline.killflag import flag_path
+from pipeline.killflag import flag_path, holds_pending_disable
 from pipeline.lineage import spawn
 from pipeline.logs import last_error
 from pipeline.runtime import RingSpecs
@@ -233,9 +233,14 @@ class Launcher:
                           info.name, info.unread, extra={"event": "run.ring_kept"})
                 continue
             ring.unlink(path.name, path.parent)
-        # Every process has stopped: nobody reads the kill flag any more.
+        # Every process has stopped: nobody reads the kill flag any more, unless it carries
+        # a disable the database never took (the next ledger must write it).
         flag = flag_path(Path(self.config.rings.shm_dir), self.paths.ring_prefix)
-        ring.unlink(flag.name, flag.parent)
+        if holds_pending_disable(flag):
+            log.warning("kill flag %s kept: it holds a disable not yet in the database",
+                        flag, extra={"event": "run.kill_flag_kept"})
+        else:
+            ring.unlink(flag.name, flag.parent)
 
     # -- output -----------------------------------------------------------------------------
     def _show_status(self) -> None:

@@ -13,7 +13,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from pipeline.errors import OperationalError
-from pipeline.killflag import SIZE, KillFlagReader, KillFlagWriter, flag_path
+from pipeline.killflag import (
+    SIZE,
+    KillFlagReader,
+    KillFlagWriter,
+    flag_path,
+    holds_pending_disable,
+)
 
 LOG = logging.getLogger("test.killflag")
 RUN = uuid.uuid4()
@@ -201,3 +207,16 @@ def test_a_pending_disable_survives_a_ledger_restart(shm_dir: Path) -> None:
     restarted.set(False)  # written to the database: no longer pending
     restarted.close()
     assert not _writer(path).found_pending_disable
+
+
+def test_the_launcher_keeps_a_flag_that_holds_a_pending_disable(shm_dir: Path) -> None:
+    path = flag_path(shm_dir, "pl-paper-pending")
+    assert not holds_pending_disable(path), "no flag: nothing to keep"
+    ledger = _writer(path)
+    ledger.set(True)
+    assert not holds_pending_disable(path)
+    ledger.set(False, pending=True)  # the database could not write the disable
+    ledger.close()
+    assert holds_pending_disable(path)
+    os.chmod(path, 0o666)  # not ours to judge, so not ours to remove either
+    assert holds_pending_disable(path)
