@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,3 +21,13 @@ def shm_dir() -> Iterator[Path]:
     """A per-test directory in /dev/shm for ring segments, removed after the test."""
     with scratch_shm_dir() as path:
         yield path
+
+
+@pytest.fixture(autouse=True)
+def _restore_umask() -> Iterator[None]:
+    """``pipeline.cli.main`` sets the process umask to 077 (private files); a test that calls
+    it in-process must not change the modes of files later tests create."""
+    before = os.umask(0o022)
+    os.umask(before)
+    yield
+    os.umask(before)

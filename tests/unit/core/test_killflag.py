@@ -150,7 +150,8 @@ def test_a_replaced_flag_is_re_verified(shm_dir: Path) -> None:
     executor = _reader(path)
     assert executor.enabled() is True
     path.unlink()
-    path.write_bytes(b"\x00" * SIZE)  # same name, not made by the ledger, mode 0644
+    path.write_bytes(b"\x00" * SIZE)  # same name, not made by the ledger
+    os.chmod(path, 0o644)
     assert executor.enabled() is False
     assert executor.problem is not None
     assert "mode" in executor.problem
