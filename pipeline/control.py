@@ -47,6 +47,15 @@ class ControlError(Exception):
         self.code = code
 
 
+class BadArgsError(BadInputError):
+    """A handler's arguments failed validation: the caller gets ``bad_args``.
+
+    Only this (and :class:`~pipeline.errors.BadInputError` from argument parsing) becomes
+    ``bad_args``; a TypeError or KeyError inside a handler is a bug and is answered
+    ``internal_error`` with its traceback in the log, never passed off as the caller's fault.
+    """
+
+
 def control_address(run_dir: Path, process: str) -> str:
     return f"ipc://{run_dir / process}.ctl"
 
@@ -72,6 +81,7 @@ class ControlServer:
     def __init__(self, context: zmq.Context[zmq.Socket[bytes]], address: str, process: str,
                  handlers: Mapping[str, Handler], *,
                  on_bad_request: Callable[[str], None] | None = None,
+                 on_handler_error: Callable[[str], None] | None = None,
                  bind: Binder | None = None) -> None:
         self.process = process
         self.socket = context.socket(zmq.ROUTER)
@@ -87,6 +97,7 @@ class ControlServer:
             bind(self.socket)
         self._handlers = dict(handlers)
         self._on_bad_request = on_bad_request or (lambda code: None)
+        self._on_handler_error = on_handler_error or (lambda command: None)
 
     def handle_pending(self, budget: int = 100) -> int:
         """Answer up to ``budget`` queued requests without blocking; returns how many."""
@@ -133,8 +144,15 @@ class ControlServer:
             result = dict(handler(args))
         except ControlError as exc:
             return self._bad(req_id, exc.code, str(exc))
-        except (TypeError, ValueError, KeyError, BadInputError) as exc:
+        except BadInputError as exc:
             return self._bad(req_id, "bad_args", f"{cmd}: {exc}")
+        except Exception:
+            # A bug in the handler, not the caller's mistake: keep serving, but loudly.
+            log.exception("control handler %s failed", name,
+                          extra={"event": "control.handler_error", "command": name})
+            self._on_handler_error(name)
+            return self._bad(req_id, "internal_error",
+                             f"{cmd} failed inside {self.process}; see its log")
         return {"v": PROTOCOL_VERSION, "id": req_id, "ok": True, "result": result}
 
     def _bad(self, req_id: Any, code: str, message: str) -> dict[str, Any]:

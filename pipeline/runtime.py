@@ -259,6 +259,8 @@ def run_service(runtime: Runtime, make_service: Callable[[Runtime], Service]) ->
                             runtime.name, handlers,
                             on_bad_request=lambda code: runtime.metrics.bad_control.labels(
                                 runtime.name, code).inc(),
+                            on_handler_error=lambda command: runtime.metrics.handler_errors
+                            .labels(runtime.name, command).inc(),
                             bind=lambda sock: runtime.endpoints.bind(sock, runtime.name, "ctl"))
     slice_us = config.run.slice_us.get(runtime.name)
     if slice_us:
