@@ -173,7 +173,7 @@ class Service(abc.ABC):
         return None
 
     def heartbeat(self) -> dict[str, Any]:
-        """Counters published with each heartbeat and returned by ``status``."""
+        """Counters published with each heartbeat and returned by ``status``: read-only."""
         return {}
 
     def handlers(self) -> Mapping[str, Handler]:
@@ -187,6 +187,10 @@ class Service(abc.ABC):
     def reload(self, config: PipelineConfig) -> None:  # noqa: B027
         """Apply the ``live_sections`` of ``config`` between two steps, or raise ConfigError
         (nothing applied) to keep the old config."""
+
+    def on_heartbeat(self) -> None:  # noqa: B027
+        """Periodic work due with each heartbeat (re-publishing state for late subscribers,
+        health checks). ``status`` never calls it: answering a status changes nothing."""
 
     def update_metrics(self) -> None:  # noqa: B027
         """Refresh gauges; called with each heartbeat."""
@@ -394,6 +398,7 @@ def _heartbeat_body(runtime: Runtime, service: Service, state: str) -> dict[str,
 
 
 def _beat(runtime: Runtime, service: Service, events: EventPublisher, state: str) -> None:
+    service.on_heartbeat()
     service.update_metrics()
     for reader in service.readers():
         runtime.metrics.ring_lag.labels(reader.spec.name, reader.name).set(reader.available())

@@ -71,12 +71,14 @@ class IngestService(Service):
     def drain(self) -> bool:
         return True  # a tick not yet read from the feed is not ours to lose
 
-    def heartbeat(self) -> dict[str, Any]:
+    def on_heartbeat(self) -> None:
         start, count = self._rate_window
         now = time.monotonic()
         if now - start >= 1.0:
             self._ticks_per_s = (self.ticks_written - count) / (now - start)
             self._rate_window = (now, self.ticks_written)
+
+    def heartbeat(self) -> dict[str, Any]:
         return {"ticks": self.ticks_written, "ticks_per_s": round(self._ticks_per_s, 1),
                 "last_price": self._last_price, "write_seq": self._writer.seq,
                 "feed_exhausted": self._feed.exhausted}

@@ -240,13 +240,17 @@ class LedgerService(Service):
                                   extra={"event": "chain.reopen_requested"})
         return {"queued": True, "trade_enabled": self._trade_enabled}
 
-    def heartbeat(self) -> dict[str, Any]:
-        # The value is ours (the ledger is the only writer): no database read here, which
-        # would wait for any other connection's write lock.
+    def on_heartbeat(self) -> None:
+        """Re-publish the kill flag, TRADE_ENABLED and commit health (late subscribers, a
+        replaced flag file) and raise or clear a commit stall."""
         self._publish_flag()
         self._publish_trade_enabled()
         self._health.check(time.monotonic())
         self._health.publish(time.monotonic())
+
+    def heartbeat(self) -> dict[str, Any]:
+        """Read-only (``status`` calls it at will): state held in memory, no database read,
+        which would wait for any other connection's write lock, and nothing published."""
         positions = self._store.positions()
         first = positions[min(positions)] if positions else None
         return {
