@@ -37,6 +37,7 @@ from pipeline.control import (
     Handler,
     control_address,
 )
+from pipeline.control_peers import PeerBuckets, Refusal
 from pipeline.endpoints import Endpoints, ZapGuard
 from pipeline.errors import EXIT_CRASH, EXIT_OK, EXIT_OPERATIONAL, OperationalError
 from pipeline.lineage import LAUNCHER_GONE
@@ -151,6 +152,7 @@ class Service(abc.ABC):
 
     spin_us: int = 0
     live_sections: Sequence[str] = ()  # config sections reload() applies while running
+    never_rate_limited: Sequence[str] = ()  # commands a peer's refusal budget never blocks
 
     @abc.abstractmethod
     def step(self) -> bool:
@@ -179,6 +181,11 @@ class Service(abc.ABC):
     def handlers(self) -> Mapping[str, Handler]:
         """Extra control commands of this process."""
         return {}
+
+    def refused(self, refusal: Refusal) -> bool:
+        """A control request was refused; True if that cost something (an audit row), which
+        is charged to the peer's refusal budget. Default: refusals cost nothing."""
+        return False
 
     def sockets(self) -> Sequence[zmq.Socket[bytes]]:
         """Extra sockets whose traffic should wake this process; handled in :meth:`step`."""
@@ -265,6 +272,10 @@ def run_service(runtime: Runtime, make_service: Callable[[Runtime], Service]) ->
                                 runtime.name, code).inc(),
                             on_handler_error=lambda command: runtime.metrics.handler_errors
                             .labels(runtime.name, command).inc(),
+                            on_refused=service.refused,
+                            limiter=PeerBuckets(config.control.refusal_burst,
+                                                config.control.refusal_per_s),
+                            unlimited=service.never_rate_limited,
                             bind=lambda sock: runtime.endpoints.bind(sock, runtime.name, "ctl"))
     slice_us = config.run.slice_us.get(runtime.name)
     if slice_us:
