@@ -21,12 +21,15 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import zmq
 
+from pipeline.control_peers import PeerBuckets, Refusal, intended_command, peer_of
 from pipeline.errors import BadInputError
 
 PROTOCOL_VERSION: Final = 1
@@ -37,6 +40,8 @@ Handler = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 Binder = Callable[[zmq.Socket[bytes]], object]  # secures and binds a server socket
 SocketSetup = Callable[[zmq.Socket[bytes]], None]  # secures a client socket (CURVE keys)
 log = logging.getLogger("pipeline.control")
+_peer: ContextVar[str | None] = ContextVar("control_peer", default=None)
+_LIMITED: Final = "too many refused requests from this peer; try again later"
 
 
 class ControlError(Exception):
@@ -45,6 +50,15 @@ class ControlError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class BadArgsError(BadInputError):
+    """A handler's arguments failed validation: the caller gets ``bad_args``.
+
+    Only this (and :class:`~pipeline.errors.BadInputError` from argument parsing) becomes
+    ``bad_args``; a TypeError or KeyError inside a handler is a bug and is answered
+    ``internal_error`` with its traceback in the log, never passed off as the caller's fault.
+    """
 
 
 def control_address(run_dir: Path, process: str) -> str:
@@ -67,11 +81,22 @@ def _error(req_id: Any, code: str, message: str) -> dict[str, Any]:
 
 
 class ControlServer:
-    """Answers control requests for one process from a handler table."""
+    """Answers control requests for one process from a handler table.
+
+    Every refusal goes to ``on_refused`` with the peer and, as far as it can be read, the
+    command it meant (see :mod:`pipeline.control_peers`); when the hook says the refusal
+    cost something (an audit row), it is charged to the peer's token bucket in ``limiter``,
+    and a peer with an empty bucket is answered ``rate_limited`` before any handler runs,
+    except for the ``unlimited`` commands (the ledger's ``trade.disable``: a kill is never
+    turned away).
+    """
 
     def __init__(self, context: zmq.Context[zmq.Socket[bytes]], address: str, process: str,
                  handlers: Mapping[str, Handler], *,
                  on_bad_request: Callable[[str], None] | None = None,
+                 on_handler_error: Callable[[str], None] | None = None,
+                 on_refused: Callable[[Refusal], bool] | None = None,
+                 limiter: PeerBuckets | None = None, unlimited: Collection[str] = (),
                  bind: Binder | None = None) -> None:
         self.process = process
         self.socket = context.socket(zmq.ROUTER)
@@ -85,64 +110,117 @@ class ControlServer:
             _bind_private(self.socket, address)
         else:
             bind(self.socket)
+        endpoint = self.socket.getsockopt(zmq.LAST_ENDPOINT)
+        self._ipc = isinstance(endpoint, bytes) and endpoint.startswith(b"ipc://")
         self._handlers = dict(handlers)
         self._on_bad_request = on_bad_request or (lambda code: None)
+        self._on_handler_error = on_handler_error or (lambda command: None)
+        self._on_refused = on_refused or (lambda refusal: False)
+        self._limiter = limiter
+        self._unlimited = frozenset(unlimited)
 
     def handle_pending(self, budget: int = 100) -> int:
         """Answer up to ``budget`` queued requests without blocking; returns how many."""
         handled = 0
         while handled < budget:
             try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 break
             handled += 1
             if len(frames) < 2:
                 continue  # no routing id: nothing to answer
-            reply = self.dispatch(frames[-1])
-            self.socket.send_multipart([frames[0], b"", json.dumps(reply).encode()])
+            routing_id = frames[0].bytes
+            reply = self.dispatch(frames[-1].bytes,
+                                  peer_of(routing_id, frames[-1], ipc=self._ipc))
+            self.socket.send_multipart([routing_id, b"", json.dumps(reply).encode()])
         return handled
 
-    def dispatch(self, payload: bytes) -> dict[str, Any]:
+    def dispatch(self, payload: bytes, peer: str = "in-process") -> dict[str, Any]:
         """Decode, validate, run the handler; every failure becomes a specific error reply."""
-        if len(payload) > MAX_REQUEST_BYTES:
-            return self._bad(None, "too_large",
-                             f"request of {len(payload)} bytes exceeds {MAX_REQUEST_BYTES}")
-        try:
-            request = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return self._bad(None, "bad_json", "request is not valid JSON")
-        except RecursionError:
-            return self._bad(None, "bad_json", "request is nested too deeply")
-        if not isinstance(request, dict):
-            return self._bad(None, "bad_request", "request must be a JSON object")
-        req_id = request.get("id")
-        if request.get("v") != PROTOCOL_VERSION:
-            return self._bad(req_id, "bad_version", f"protocol version must be {PROTOCOL_VERSION}")
-        cmd = request.get("cmd")
-        args = request.get("args", {})
-        if not isinstance(cmd, str) or not isinstance(args, dict):
-            return self._bad(req_id, "bad_request", "cmd must be a string and args an object")
+        limited = self._limiter is not None and self._limiter.limited(peer)
+        envelope = self._envelope(payload)
+        if isinstance(envelope, _Refused):
+            guess = self._name(intended_command(payload))
+            if limited:
+                return self._refuse(envelope.req_id, Refusal(
+                    peer, guess, "rate_limited", _LIMITED, "limit"))
+            return self._refuse(envelope.req_id, Refusal(
+                peer, guess, envelope.code, envelope.message, "envelope"))
+        req_id, cmd, args = envelope
         name = cmd.removeprefix(f"{self.process}.")
+        if limited and name not in self._unlimited:
+            return self._refuse(req_id, Refusal(peer, name, "rate_limited", _LIMITED, "limit"))
         handler = self._handlers.get(name)
         if handler is None:
-            return self._bad(req_id, "unknown_command",
-                             f"{self.process} has no command {cmd!r}; "
-                             f"known: {', '.join(sorted(self._handlers))}")
+            return self._refuse(req_id, Refusal(
+                peer, name, "unknown_command", f"{self.process} has no command {cmd!r}; "
+                f"known: {', '.join(sorted(self._handlers))}", "envelope"))
+        token = _peer.set(peer)
         try:
             result = dict(handler(args))
         except ControlError as exc:
-            return self._bad(req_id, exc.code, str(exc))
-        except (TypeError, ValueError, KeyError, BadInputError) as exc:
-            return self._bad(req_id, "bad_args", f"{cmd}: {exc}")
+            return self._refuse(req_id, Refusal(peer, name, exc.code, str(exc), "handler"))
+        except BadInputError as exc:
+            return self._refuse(req_id, Refusal(peer, name, "bad_args", f"{cmd}: {exc}",
+                                                "handler"))
+        except Exception:
+            # A bug in the handler, not the caller's mistake: keep serving, but loudly.
+            log.exception("control handler %s failed", name,
+                          extra={"event": "control.handler_error", "command": name})
+            self._on_handler_error(name)
+            return self._refuse(req_id, Refusal(
+                peer, name, "internal_error", f"{cmd} failed inside {self.process}; see its log",
+                "crash"))
+        finally:
+            _peer.reset(token)
         return {"v": PROTOCOL_VERSION, "id": req_id, "ok": True, "result": result}
 
-    def _bad(self, req_id: Any, code: str, message: str) -> dict[str, Any]:
-        self._on_bad_request(code)
-        return _error(req_id, code, message)
+    def _envelope(self, payload: bytes) -> tuple[Any, str, dict[str, Any]] | _Refused:
+        """(id, cmd, args) of a well-formed request, or why it is not one."""
+        if len(payload) > MAX_REQUEST_BYTES:
+            return _Refused(None, "too_large",
+                            f"request of {len(payload)} bytes exceeds {MAX_REQUEST_BYTES}")
+        try:
+            request = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return _Refused(None, "bad_json", "request is not valid JSON")
+        except RecursionError:
+            return _Refused(None, "bad_json", "request is nested too deeply")
+        if not isinstance(request, dict):
+            return _Refused(None, "bad_request", "request must be a JSON object")
+        req_id = request.get("id")
+        if request.get("v") != PROTOCOL_VERSION:
+            return _Refused(req_id, "bad_version", f"protocol version must be {PROTOCOL_VERSION}")
+        cmd = request.get("cmd")
+        args = request.get("args", {})
+        if not isinstance(cmd, str) or not isinstance(args, dict):
+            return _Refused(req_id, "bad_request", "cmd must be a string and args an object")
+        return req_id, cmd, args
+
+    def _name(self, cmd: str | None) -> str | None:
+        return None if cmd is None else cmd.removeprefix(f"{self.process}.")
+
+    def _refuse(self, req_id: Any, refusal: Refusal) -> dict[str, Any]:
+        self._on_bad_request(refusal.code)
+        if self._on_refused(refusal) and self._limiter is not None:
+            self._limiter.spend(refusal.peer)
+        return _error(req_id, refusal.code, refusal.message)
 
     def close(self) -> None:
         self.socket.close(0)
+
+
+@dataclass(frozen=True)
+class _Refused:
+    req_id: Any
+    code: str
+    message: str
+
+
+def request_peer() -> str | None:
+    """The peer whose request the current handler is answering (None outside a request)."""
+    return _peer.get()
 
 
 class EventPublisher:

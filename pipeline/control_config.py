@@ -56,6 +56,13 @@ class ControlConfig:
     max_message_ttl_s: float = 900.0  # a signed message may not expire later than this
     request_timeout_s: float = 1.0  # admin client: wait per try
     request_retries: int = 1  # admin client: extra tries (Lazy Pirate)
+    # Refused requests that cost an audit row (the ledger's kill switch) are paid from a
+    # token bucket per peer: refusal_burst at once, refilled at refusal_per_s; beyond it a
+    # peer is answered rate_limited. Each peer's refusals are audited one in full per code,
+    # then counted: one row per peer per refusal_audit_interval_s.
+    refusal_burst: int = 10
+    refusal_per_s: float = 1.0
+    refusal_audit_interval_s: float = 60.0
 
     def __post_init__(self) -> None:
         require(self.transport in TRANSPORTS, "control.transport", self.transport,
@@ -94,3 +101,11 @@ class ControlConfig:
                 self.request_timeout_s, "must be between 0 and 60 seconds")
         require(0 <= self.request_retries <= 10, "control.request_retries",
                 self.request_retries, "must be between 0 and 10")
+        require(1 <= self.refusal_burst <= 10_000, "control.refusal_burst",
+                self.refusal_burst, "must be between 1 and 10000")
+        require(math.isfinite(self.refusal_per_s) and 0 < self.refusal_per_s <= 1000,
+                "control.refusal_per_s", self.refusal_per_s, "must be between 0 and 1000")
+        require(math.isfinite(self.refusal_audit_interval_s)
+                and 1 <= self.refusal_audit_interval_s <= 86400,
+                "control.refusal_audit_interval_s", self.refusal_audit_interval_s,
+                "must be between 1 and 86400 seconds")

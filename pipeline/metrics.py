@@ -46,6 +46,10 @@ class CommonMetrics:
         self.bad_control = Counter("pipeline_control_bad_requests_total",
                                    "Malformed or unknown control requests", ["process", "code"],
                                    registry=registry)
+        self.handler_errors = Counter(
+            "pipeline_control_handler_errors_total",
+            "Control handlers that failed with an unexpected exception (a bug: answered "
+            "internal_error, traceback in the log)", ["process", "command"], registry=registry)
 
         self._exported: dict[tuple[str, str], int] = {}
 

@@ -37,6 +37,7 @@ from pipeline.control import (
     Handler,
     control_address,
 )
+from pipeline.control_peers import PeerBuckets, Refusal
 from pipeline.endpoints import Endpoints, ZapGuard
 from pipeline.errors import EXIT_CRASH, EXIT_OK, EXIT_OPERATIONAL, OperationalError
 from pipeline.lineage import LAUNCHER_GONE
@@ -151,6 +152,7 @@ class Service(abc.ABC):
 
     spin_us: int = 0
     live_sections: Sequence[str] = ()  # config sections reload() applies while running
+    never_rate_limited: Sequence[str] = ()  # commands a peer's refusal budget never blocks
 
     @abc.abstractmethod
     def step(self) -> bool:
@@ -173,12 +175,17 @@ class Service(abc.ABC):
         return None
 
     def heartbeat(self) -> dict[str, Any]:
-        """Counters published with each heartbeat and returned by ``status``."""
+        """Counters published with each heartbeat and returned by ``status``: read-only."""
         return {}
 
     def handlers(self) -> Mapping[str, Handler]:
         """Extra control commands of this process."""
         return {}
+
+    def refused(self, refusal: Refusal) -> bool:
+        """A control request was refused; True if that cost something (an audit row), which
+        is charged to the peer's refusal budget. Default: refusals cost nothing."""
+        return False
 
     def sockets(self) -> Sequence[zmq.Socket[bytes]]:
         """Extra sockets whose traffic should wake this process; handled in :meth:`step`."""
@@ -187,6 +194,10 @@ class Service(abc.ABC):
     def reload(self, config: PipelineConfig) -> None:  # noqa: B027
         """Apply the ``live_sections`` of ``config`` between two steps, or raise ConfigError
         (nothing applied) to keep the old config."""
+
+    def on_heartbeat(self) -> None:  # noqa: B027
+        """Periodic work due with each heartbeat (re-publishing state for late subscribers,
+        health checks). ``status`` never calls it: answering a status changes nothing."""
 
     def update_metrics(self) -> None:  # noqa: B027
         """Refresh gauges; called with each heartbeat."""
@@ -259,6 +270,12 @@ def run_service(runtime: Runtime, make_service: Callable[[Runtime], Service]) ->
                             runtime.name, handlers,
                             on_bad_request=lambda code: runtime.metrics.bad_control.labels(
                                 runtime.name, code).inc(),
+                            on_handler_error=lambda command: runtime.metrics.handler_errors
+                            .labels(runtime.name, command).inc(),
+                            on_refused=service.refused,
+                            limiter=PeerBuckets(config.control.refusal_burst,
+                                                config.control.refusal_per_s),
+                            unlimited=service.never_rate_limited,
                             bind=lambda sock: runtime.endpoints.bind(sock, runtime.name, "ctl"))
     slice_us = config.run.slice_us.get(runtime.name)
     if slice_us:
@@ -392,6 +409,7 @@ def _heartbeat_body(runtime: Runtime, service: Service, state: str) -> dict[str,
 
 
 def _beat(runtime: Runtime, service: Service, events: EventPublisher, state: str) -> None:
+    service.on_heartbeat()
     service.update_metrics()
     for reader in service.readers():
         runtime.metrics.ring_lag.labels(reader.spec.name, reader.name).set(reader.available())

@@ -132,6 +132,11 @@ class PaperVenue:
         """client_order_ids waiting for their next tick."""
         return {int(order_id) for order_id in self._book["client_order_id"][: self._count]}
 
+    def close(self) -> None:
+        """Nothing to release: the paper venue is plain memory in the executor's thread, with
+        no thread, socket or file of its own (orders still pending were cancelled by the
+        executor's drain, which reported each one)."""
+
     def _keep(self, keep: np.ndarray) -> None:
         """Compact the book to the pending orders selected by ``keep``, in order."""
         n_keep = int(np.count_nonzero(keep))

@@ -279,6 +279,7 @@ class ExecutorService(Service):
         return {}
 
     def close(self) -> None:
+        self._venue.close()  # e.g. the Solana venue's worker thread and HTTP clients
         self._kill_flag.close()
         self._ledger_watch.close()
         self._ticks.close()

@@ -49,6 +49,11 @@ class Venue(Protocol):
         """client_order_ids accepted but not yet reported."""
         ...
 
+    def close(self) -> None:
+        """Release what the venue holds (threads, HTTP clients); called once, after the
+        executor has drained, on every shutdown."""
+        ...
+
 
 def reports_from_intents(
     intents: np.ndarray,

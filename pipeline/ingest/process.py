@@ -28,10 +28,7 @@ class IngestService(Service):
         self._runtime = runtime
         self._config = runtime.config.ingest
         self._metrics = IngestMetrics(runtime.registry)
-        self._feed = feed or make_feed(
-            self._config, time.monotonic_ns, symbols=runtime.config.symbols,
-            data_dir=runtime.config.paths.data_dir, log=runtime.log,
-            on_error=lambda source, why: self._metrics.source_errors.labels(source, why).inc())
+        self._feed = feed or self._make_feed(runtime.config)
         self._validator = make_validator(runtime.config, runtime.log, self._metrics)
         self._writer = RingWriter(runtime.rings.ticks, ring_bell=runtime.ringer,
                                   **runtime.ring_kwargs())
@@ -44,6 +41,14 @@ class IngestService(Service):
             runtime.log.info("reusing tick ring", extra={
                 "event": "ring.reused", "ring": runtime.rings.ticks.name,
                 "previous_run_id": str(self._writer.previous_run_id), "seq": self._writer.seq})
+
+    def _make_feed(self, config: PipelineConfig) -> Feed:
+        """The configured feed; live feeds need the symbols (their per-source ids), the data
+        dir (HTTP cache, rate-limit state) and the log, at start and on every reload alike."""
+        return make_feed(
+            config.ingest, time.monotonic_ns, symbols=config.symbols,
+            data_dir=config.paths.data_dir, log=self._runtime.log,
+            on_error=lambda source, why: self._metrics.source_errors.labels(source, why).inc())
 
     def step(self) -> bool:
         polled = self._feed.poll(time.monotonic_ns(), self._config.batch_max)
@@ -71,12 +76,14 @@ class IngestService(Service):
     def drain(self) -> bool:
         return True  # a tick not yet read from the feed is not ours to lose
 
-    def heartbeat(self) -> dict[str, Any]:
+    def on_heartbeat(self) -> None:
         start, count = self._rate_window
         now = time.monotonic()
         if now - start >= 1.0:
             self._ticks_per_s = (self.ticks_written - count) / (now - start)
             self._rate_window = (now, self.ticks_written)
+
+    def heartbeat(self) -> dict[str, Any]:
         return {"ticks": self.ticks_written, "ticks_per_s": round(self._ticks_per_s, 1),
                 "last_price": self._last_price, "write_seq": self._writer.seq,
                 "feed_exhausted": self._feed.exhausted}
@@ -89,18 +96,27 @@ class IngestService(Service):
     live_sections = ("ingest",)
 
     def reload(self, config: PipelineConfig) -> None:
-        """A new feed from the new settings; sequence numbers continue in the same ring."""
+        """A new feed from the new settings; sequence numbers continue in the same ring.
+
+        The new feed is built first (a bad setting keeps the old one running), then the old
+        one is closed: a live feed's source thread must not outlive it."""
         try:
-            feed = make_feed(config.ingest, time.monotonic_ns)
+            feed = self._make_feed(config)
         except OSError as exc:
             raise ConfigError("ingest.replay_path", config.ingest.replay_path, str(exc)) from exc
-        self._feed, self._config = feed, config.ingest
+        old, self._feed, self._config = self._feed, feed, config.ingest
+        _close_feed(old)
 
     def handlers(self) -> Mapping[str, Handler]:
         return {}
 
     def close(self) -> None:
-        close_feed = getattr(self._feed, "close", None)  # live feeds stop their thread
-        if close_feed is not None:
-            close_feed()
+        _close_feed(self._feed)
         self._writer.close()
+
+
+def _close_feed(feed: Feed) -> None:
+    """Stop a live feed's source thread; replay and synthetic feeds hold nothing."""
+    close = getattr(feed, "close", None)
+    if close is not None:
+        close()

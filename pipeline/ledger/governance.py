@@ -2,8 +2,11 @@
 
 Disabling needs one configured signer, or the local operator (a request on the ipc socket,
 which only the operator's user can open). Enabling needs ``control.enable_threshold``
-signatures. Every refusal gets its specific code and an audit row of its own: refused
-attempts are exactly what an investigation needs.
+signatures. Every refusal gets its specific code; refused attempts are exactly what an
+investigation needs, so they are audited, including requests refused before they reached
+this module (too large, not JSON, wrong version), but a flood must not fill the audit log:
+per peer and interval the first refusal of each code gets a row of its own and the rest a
+count (:mod:`pipeline.ledger.refusals`).
 
 A kill always lands. A disable is published to shared memory first (the executor stops
 within microseconds), then made durable: the nonce, ``TRADE_ENABLED = false`` and the
@@ -26,8 +29,9 @@ from typing import Any
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from pipeline.control import ControlError, Handler
+from pipeline.control import ControlError, Handler, request_peer
 from pipeline.control_config import ControlConfig
+from pipeline.control_peers import Refusal
 from pipeline.killswitch import (
     KEY,
     KillSwitchError,
@@ -38,6 +42,7 @@ from pipeline.killswitch import (
 from pipeline.ledger.db import utc_now, write_audit, write_config
 from pipeline.ledger.models import ConfigEntry, KillSwitchNonce
 from pipeline.ledger.pending import PendingRow, PendingWrites, write_transaction
+from pipeline.ledger.refusals import KILL_SWITCH_COMMANDS, RefusalAudit
 
 _MAX_TEXT = 200  # operator names and reasons in the audit log
 
@@ -70,6 +75,7 @@ class KillSwitch:
         self._log = log
         self._clock_s = clock_s
         self._pending = PendingWrites(retry_initial_s, retry_max_s)
+        self._refusals = RefusalAudit(control().refusal_audit_interval_s)
 
     @property
     def disable_pending(self) -> bool:
@@ -132,7 +138,7 @@ class KillSwitch:
                 return self._enable(message, signers, detail)
             return self._disable(message, signers, "signers", detail)
         except KillSwitchError as exc:
-            self._reject(exc, detail)
+            self._reject(exc, "trade.enable" if value else "trade.disable", detail)
             raise ControlError(exc.code, str(exc)) from None
 
     def disable(self, actor: str, action: str, detail: Mapping[str, Any]) -> bool:
@@ -221,12 +227,47 @@ class KillSwitch:
         return {KEY: True, "previous": old, "signers": signers, "committed_ns": changed_ns,
                 "durable": True}
 
-    def _reject(self, exc: KillSwitchError, detail: dict[str, Any]) -> None:
+    def _reject(self, exc: KillSwitchError, command: str, detail: dict[str, Any]) -> None:
+        peer = request_peer() or "in-process"
+        if not self._refusals.record(peer, command, exc.code):
+            return  # counted: the peer's count row says how many
         self._log.warning("kill-switch request refused: %s: %s", exc.code, exc,
-                          extra={"event": "ledger.kill_switch_refused", "code": exc.code})
+                          extra={"event": "ledger.kill_switch_refused", "code": exc.code,
+                                 "peer": peer})
         self._pending.add(PendingRow(utc_now(), "signers", "kill_switch.rejected",
-                                     {**detail, "code": exc.code, "error": str(exc)}))
+                                     {**detail, "code": exc.code, "error": str(exc),
+                                      "peer": peer}))
         self._flush(0)
+
+    def refused(self, refusal: Refusal) -> bool:
+        """A refusal seen by the control server: audit those of kill-switch requests that
+        never reached :meth:`set` (envelope, handler crash) and count ``rate_limited``.
+        True when it cost an audit row, or could have: charged to the peer's budget."""
+        if refusal.command not in KILL_SWITCH_COMMANDS:
+            return False
+        if refusal.stage == "limit":
+            self._refusals.count(refusal.peer, refusal.command, refusal.code)
+            return False
+        if refusal.stage == "handler":
+            return True  # set() refused it and recorded it
+        if self._refusals.record(refusal.peer, refusal.command, refusal.code):
+            self._log.warning("kill-switch request refused before it was read: %s: %s",
+                              refusal.code, refusal.message,
+                              extra={"event": "ledger.kill_switch_refused",
+                                     "code": refusal.code, "peer": refusal.peer})
+            self._pending.add(PendingRow(utc_now(), "control", "kill_switch.rejected", {
+                "command": refusal.command, "code": refusal.code, "stage": refusal.stage,
+                "error": refusal.message[:_MAX_TEXT], "peer": refusal.peer}))
+            self._flush(0)
+        return True
+
+    def audit_refusals(self, now_s: float, *, every: bool = False) -> None:
+        """Write the count rows of refusal intervals that ended (``every``: all, at stop)."""
+        rows = self._refusals.due(now_s, every=every)
+        if rows:
+            for row in rows:
+                self._pending.add(row)
+            self._flush(0)
 
     def _flush(self, busy_timeout_ms: int | None) -> bool:
         """Write every waiting row in one transaction; False (and a retry scheduled) if

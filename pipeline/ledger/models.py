@@ -8,11 +8,16 @@ with :func:`to_u64`. Sort order in SQL is therefore not u64 order; nothing relie
 
 Times: ``*_at`` and ``ts`` columns are naive UTC datetimes; ``*_ns`` columns are integers in
 the units and clocks documented in ``pipeline.records``. Money is float64 in asset units.
+
+Backups: every table says how an incremental backup captures it, in its table info
+(``{"backup": kind}``, see :mod:`pipeline.ledger.backup.capture`); a table without one
+stops the backup code at import rather than silently dropping out of the backups.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -32,6 +37,11 @@ from pipeline.ledger.base import ModelBase
 _U64_WRAP = 1 << 64
 
 
+def _backup(kind: str) -> tuple[dict[str, Any]]:
+    """Table args saying how incremental backups capture the table (see module doc)."""
+    return ({"info": {"backup": kind}},)
+
+
 def to_u64(stored: int) -> int:
     """Undo the signed reinterpretation of a stored u64 id."""
     return stored % _U64_WRAP
@@ -47,7 +57,8 @@ class Order(ModelBase):
 
     __tablename__ = "orders"
     # Open orders are few among millions: "is anything in flight?" reads this index only.
-    __table_args__ = (Index("ix_orders_open", "status", sqlite_where=text("status = 'new'")),)
+    __table_args__ = (Index("ix_orders_open", "status", sqlite_where=text("status = 'new'")),
+                      *_backup("orders"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     client_order_id: Mapped[int] = mapped_column(BigInteger, unique=True)
@@ -78,6 +89,7 @@ class Fill(ModelBase):
     """An execution; at most one per order because the paper venue fills fully."""
 
     __tablename__ = "fills"
+    __table_args__ = _backup("append_only")
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     client_order_id: Mapped[int] = mapped_column(
@@ -97,6 +109,7 @@ class OrderSignature(ModelBase):
     """A transaction signed for an order (chain venues); re-signed orders have several."""
 
     __tablename__ = "order_signatures"
+    __table_args__ = _backup("append_only")
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)  # backups copy by id
     signature: Mapped[str] = mapped_column(String(88), unique=True)
@@ -117,6 +130,7 @@ class Position(ModelBase):
     """Net position per symbol with average-cost accounting; PnL excludes fees."""
 
     __tablename__ = "positions"
+    __table_args__ = _backup("whole")
 
     symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
     quantity: Mapped[float] = mapped_column(Float)  # signed base units: short < 0
@@ -130,6 +144,7 @@ class Balance(ModelBase):
     """Append-only balance history; the latest row per asset is the current amount."""
 
     __tablename__ = "balances"
+    __table_args__ = _backup("append_only")
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     asset: Mapped[str] = mapped_column(String(16), index=True)
@@ -142,6 +157,7 @@ class ChainBalance(ModelBase):
     """A reading of the trading account on chain, next to the ledger's amount at that moment."""
 
     __tablename__ = "chain_balances"
+    __table_args__ = _backup("append_only")
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     asset: Mapped[str] = mapped_column(String(16), index=True)
@@ -155,6 +171,7 @@ class ConfigEntry(ModelBase):
     """Runtime settings changed through the control plane, e.g. TRADE_ENABLED."""
 
     __tablename__ = "config"
+    __table_args__ = _backup("whole")
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
@@ -165,6 +182,7 @@ class AuditLog(ModelBase):
     """Who changed what and when; ``detail`` is JSON text."""
 
     __tablename__ = "audit_log"
+    __table_args__ = _backup("append_only")
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ts: Mapped[datetime] = mapped_column(DateTime)
@@ -177,6 +195,7 @@ class RingCursor(ModelBase):
     """The next sequence to read from a ring, valid only for that ring instance."""
 
     __tablename__ = "ring_cursors"
+    __table_args__ = _backup("whole")
 
     ring: Mapped[str] = mapped_column(String(64), primary_key=True)
     instance_id: Mapped[str] = mapped_column(String(36))  # uuid text
@@ -187,6 +206,7 @@ class Meta(ModelBase):
     """Facts about the database itself: environment, schema_version."""
 
     __tablename__ = "meta"
+    __table_args__ = _backup("whole")
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
@@ -196,6 +216,7 @@ class KillSwitchNonce(ModelBase):
     """Nonces of accepted kill-switch messages: the primary key refuses a replay."""
 
     __tablename__ = "kill_switch_nonces"
+    __table_args__ = _backup("insert_only")
 
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime)

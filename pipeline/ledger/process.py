@@ -18,6 +18,7 @@ from typing import Any, Final
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 
 from pipeline.control import ControlError, Handler
+from pipeline.control_peers import Refusal
 from pipeline.killflag import KillFlagWriter, flag_path
 from pipeline.ledger.db import init_db, make_engine
 from pipeline.ledger.governance import KillSwitch
@@ -33,6 +34,8 @@ _CHAIN_POLL_S: Final = 0.05  # how often to step the chain check while it wants 
 
 
 class LedgerService(Service):
+    never_rate_limited = ("trade.disable",)  # a kill is never turned away
+
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
         config = runtime.config
@@ -122,6 +125,7 @@ class LedgerService(Service):
         return [self._reports]
 
     def step(self) -> bool:
+        self._kill_switch.audit_refusals(time.monotonic())
         if self._kill_switch.retry_due(time.monotonic()):
             # One bounded wait per step (ledger.busy_timeout_ms): heartbeats still go out.
             self._kill_switch.retry()
@@ -218,6 +222,9 @@ class LedgerService(Service):
         """The database's value, unless a disable holds that it does not show yet."""
         return self._store.trade_enabled() and not self._kill_switch.disable_pending
 
+    def refused(self, refusal: Refusal) -> bool:
+        return self._kill_switch.refused(refusal)
+
     def handlers(self) -> dict[str, Handler]:
         handlers = self._kill_switch.handlers()
         if self._chain is not None:
@@ -240,13 +247,17 @@ class LedgerService(Service):
                                   extra={"event": "chain.reopen_requested"})
         return {"queued": True, "trade_enabled": self._trade_enabled}
 
-    def heartbeat(self) -> dict[str, Any]:
-        # The value is ours (the ledger is the only writer): no database read here, which
-        # would wait for any other connection's write lock.
+    def on_heartbeat(self) -> None:
+        """Re-publish the kill flag, TRADE_ENABLED and commit health (late subscribers, a
+        replaced flag file) and raise or clear a commit stall."""
         self._publish_flag()
         self._publish_trade_enabled()
         self._health.check(time.monotonic())
         self._health.publish(time.monotonic())
+
+    def heartbeat(self) -> dict[str, Any]:
+        """Read-only (``status`` calls it at will): state held in memory, no database read,
+        which would wait for any other connection's write lock, and nothing published."""
         positions = self._store.positions()
         first = positions[min(positions)] if positions else None
         return {
@@ -275,6 +286,7 @@ class LedgerService(Service):
         if self._backup is not None:
             self._backup.stop(timeout_s=self._runtime.config.run.stop_timeout_s * 0.15)
         self._reports.close()
+        self._kill_switch.audit_refusals(time.monotonic(), every=True)
         if self._kill_switch.disable_pending:
             self._runtime.log.error(
                 "stopping with a disable not yet in the database: the kill flag keeps it "

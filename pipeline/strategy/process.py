@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import PipelineConfig
-from pipeline.control import Handler
+from pipeline.control import BadArgsError, Handler
 from pipeline.ids import ClientOrderIds
 from pipeline.ledger.snapshot import read_positions
 from pipeline.metrics import StrategyMetrics
@@ -217,12 +217,12 @@ class StrategyService(Service):
         return {"paused": self.paused, "resumed_symbols": resumed}
 
     def _symbol_id(self, symbol: Any) -> int:
-        """A symbol id or name from the configured symbols; ValueError (bad_args) if not."""
+        """A symbol id or name from the configured symbols; BadArgsError (bad_args) if not."""
         for entry in self._runtime.config.symbols:
             if (type(symbol) is int and symbol == entry.id) or symbol == entry.name:
                 return entry.id
         known = ", ".join(f"{s.id} ({s.name})" for s in self._runtime.config.symbols)
-        raise ValueError(f"unknown symbol {symbol!r}; known: {known}")
+        raise BadArgsError(f"unknown symbol {symbol!r}; known: {known}")
 
     def close(self) -> None:
         self._ticks.close()

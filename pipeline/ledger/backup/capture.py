@@ -11,7 +11,12 @@ transaction (so it is as of one commit too). The ledger's tables fall in three k
 - orders: new rows (``id`` above the watermark) plus every order that was still open at
   the previous watermark, since only open orders change (triggers allow nothing else);
   the set of open orders is bounded by ``executor.max_pending``;
-- small state tables (positions, config, ring_cursors, meta, alembic_version): whole.
+- small state tables (positions, config, ring_cursors, meta, alembic_version): whole;
+- keyed, never deleted, small (kill_switch_nonces, one row per kill-switch change): shipped
+  whole, inserted if missing (a restore without them would accept a replayed signature).
+Which kind a table is comes from the models (``{"backup": kind}`` in each table's info), so
+a new table cannot silently drop out of the backups: one that declares no kind stops this
+module at import. ``"excluded"`` (with ``backup_excluded_because``) is the explicit way out.
 Watermarks (max ids, open order ids) travel in each object, and every object carries row
 counts, so a restore proves it rebuilt exactly what the ledger had.
 """
@@ -22,11 +27,40 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Final
 
-APPEND_ONLY: Final = ("fills", "balances", "audit_log", "order_signatures", "chain_balances")
-WHOLE: Final = ("positions", "config", "ring_cursors", "meta", "alembic_version")
-# Keyed, never deleted, small (one row per kill-switch change): shipped whole, inserted
-# if missing. A restore without them would accept a replayed kill-switch signature.
-INSERT_ONLY: Final = ("kill_switch_nonces",)
+from pipeline.ledger import models  # noqa: F401  (registers every table in the metadata)
+from pipeline.ledger.base import ModelBase
+
+KINDS: Final = ("append_only", "orders", "whole", "insert_only", "excluded")
+
+
+def backup_kinds() -> dict[str, str]:
+    """Table name -> backup kind for every table of the models, in dependency order.
+
+    Raises RuntimeError for a table that declares no kind, or excludes itself without
+    saying why: a programming error this module refuses to paper over."""
+    kinds: dict[str, str] = {}
+    for table in ModelBase.metadata.sorted_tables:
+        kind = table.info.get("backup")
+        if kind not in KINDS:
+            raise RuntimeError(f"ledger table {table.name} declares no backup kind (one of "
+                               f"{', '.join(KINDS)} in its table info): backups would miss it")
+        if kind == "excluded" and not str(table.info.get("backup_excluded_because", "")).strip():
+            raise RuntimeError(f"ledger table {table.name} is excluded from backups without "
+                               "a reason (backup_excluded_because)")
+        kinds[table.name] = kind
+    return kinds
+
+
+def _of_kind(kind: str) -> tuple[str, ...]:
+    return tuple(name for name, k in backup_kinds().items() if k == kind)
+
+
+if _of_kind("orders") != ("orders",):  # its capture reads orders.status_rank by name
+    raise RuntimeError("the backup kind 'orders' belongs to the orders table alone")
+APPEND_ONLY: Final = _of_kind("append_only")
+# alembic_version is alembic's own table, not a model: the schema version travels whole.
+WHOLE: Final = (*_of_kind("whole"), "alembic_version")
+INSERT_ONLY: Final = _of_kind("insert_only")
 COUNTED: Final = ("orders", *APPEND_ONLY, *WHOLE, *INSERT_ONLY)
 
 
