@@ -1,13 +1,16 @@
 """Start-up clock check that gates trading: no order leaves while the wall clock is suspect.
 
 Fill timestamps, staleness checks on source times and blockhash lifetimes all trust the
-host clock. At executor start the configured NTP servers are asked (SNTP, see
-:mod:`pipeline.sntp`) on a background thread; the first valid answer decides. A drift of
-``max_drift_s`` or more, or no answer from any server, fails the check:
+host clock, which every process of the pipeline shares. At ledger start the configured NTP
+servers are asked (SNTP, see :mod:`pipeline.sntp`) on a background thread; the first valid
+answer decides. A drift of ``max_drift_s`` or more, or no answer from any server, fails
+the check:
 
-- ``disable_trading``: trading stays disabled for this run (every intent is rejected with
-  TRADING_DISABLED), ``pipeline_clock_bootstrap_failed`` is 1 and the log says why;
-- ``exit``: the executor refuses to start (the check then runs before start-up finishes);
+- ``disable_trading``: the ledger's trading state carries ``CLOCK_UNSAFE`` for this run
+  (from start until the check passes; :mod:`pipeline.trading_state`), so the strategy
+  withholds its intents and the executor rejects any with TRADING_DISABLED;
+  ``pipeline_clock_bootstrap_failed`` is 1 and the log says why;
+- ``exit``: the ledger refuses to start (the check then runs before start-up finishes);
 - ``warn``: logged and exported only.
 
 ``auto`` (the default) gates devnet and mainnet and only warns in paper and localnet, so
@@ -76,7 +79,7 @@ def measure(config: ClockConfig, query: Query = sntp.query) -> tuple[float | Non
 
 
 class ClockGate:
-    """Runs the check once and answers :meth:`allows_trading` for the executor loop."""
+    """Runs the check once and answers :meth:`allows_trading` for the ledger's state."""
 
     def __init__(self, config: ClockConfig, env: str, log: logging.Logger,
                  registry: CollectorRegistry, query: Query = sntp.query) -> None:
@@ -118,7 +121,7 @@ class ClockGate:
                f"drift {offset:+.3f} s vs {where} is at least clock.max_drift_s = "
                f"{self._config.max_drift_s:g} s")
         consequence = {"disable_trading": "trading stays disabled for this run",
-                       "exit": "the executor will not start",
+                       "exit": "the ledger will not start",
                        "warn": "trading continues (warn only in this environment)"}
         level = logging.WARNING if self._action == "warn" else logging.ERROR
         self._log.log(level, "clock check failed: %s; %s", why, consequence[self._action],

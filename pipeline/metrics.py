@@ -102,6 +102,9 @@ class StrategyMetrics:
                                   "Ingest stamp to strategy decision", buckets=LATENCY_BUCKETS_S,
                                   registry=registry)
         self.paused = Gauge("pipeline_strategy_paused", "1 while paused", registry=registry)
+        self.withheld = Counter("pipeline_strategy_intents_withheld_total",
+                                "Intents decided while trading was halted or the strategy "
+                                "paused: not sent, not booked", ["reason"], registry=registry)
         self.venue_refusals = Counter("pipeline_strategy_venue_refusals_total",
                                       "Orders the venue refused, as the strategy saw them",
                                       ["reason"], registry=registry)
@@ -158,6 +161,9 @@ class LedgerMetrics:
                                   ["symbol"], registry=registry)
         self.trade_enabled = Gauge("pipeline_ledger_trade_enabled",
                                    "TRADE_ENABLED in the config table", registry=registry)
+        self.halted = Gauge("pipeline_trading_halted",
+                            "1 for each reason the ledger's trading state halts trading",
+                            ["reason"], registry=registry)
 
 
 def serve(registry: CollectorRegistry, host: str, port: int, port_file: Path | None, *,

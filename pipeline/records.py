@@ -131,7 +131,7 @@ class RejectReason(enum.IntEnum):
     """Why an order ended without a fill. Also used for pre-trade risk rejects."""
 
     NONE = 0
-    TRADING_DISABLED = 1  # kill switch off, or its state not yet known
+    TRADING_DISABLED = 1  # trading halted (kill switch, clock check, state unknown...)
     NO_MARKET_PRICE = 2  # the venue has not seen a tick for the symbol
     LIMIT_NOT_MARKETABLE = 3  # the next price was beyond the limit
     VENUE_ERROR = 4
@@ -146,6 +146,7 @@ class RejectReason(enum.IntEnum):
     SHORT_NOT_ALLOWED = 16  # a sell beyond the position while risk.allow_short is off
     REFUSAL_BACKOFF = 17  # held back: the venue refused the symbol's last orders (risk.refusal_*)
     SYMBOL_PAUSED = 18  # held back: refusals in a row paused the symbol (risk.refusal_pause_*)
+    STALE_INTENT = 19  # decided longer ago than executor.max_intent_age_ms (e.g. before a restart)
 
 
 class TickFlag(enum.IntFlag):

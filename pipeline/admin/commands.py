@@ -55,7 +55,7 @@ def _report(results: Mapping[str, Any], show: Callable[[str, Any], str],
 
 def _detail(process: str, body: Mapping[str, Any]) -> str:
     keys = {"ingest": ("ticks", "ticks_per_s", "feed_exhausted"),
-            "strategy": ("ticks", "intents", "paused"),
+            "strategy": ("ticks", "intents", "withheld", "paused"),
             "executor": ("orders", "fills", "rejects", "trade_enabled"),
             "ledger": ("reports", "fills", "trade_enabled")}[process]
     detail = " ".join(f"{k}={body[k]}" for k in keys if k in body)
@@ -84,8 +84,46 @@ def status(client: AdminClient, *, as_json: bool, out: TextIO = sys.stdout) -> i
                          _detail(process, body)))
         print(format_table(["process", "state", "pid", "uptime", "config", "lag", "detail"],
                            rows), file=out)
+        print(trading_line(results), file=out)
     return max((EXIT_DOWN if isinstance(r, ProcessDown) else EXIT_REFUSED
                 if isinstance(r, RequestRefused) else EXIT_OK) for r in results.values())
+
+
+def _reasons(state: Mapping[str, Any]) -> str:
+    return "enabled" if state.get("enabled") else \
+        f"HALTED ({', '.join(state.get('reasons') or ['unknown'])})"
+
+
+def trading_line(results: Mapping[str, Any]) -> str:
+    """One line: the ledger's trading state and reasons, who publishes it, and where a
+    reader sees something else (a segment it cannot trust) or the strategy is paused."""
+    ledger = results.get("ledger")
+    if not isinstance(ledger, Mapping):
+        line = "trading: unknown (the ledger is not answering; readers halt when its state " \
+               "goes stale)"
+    else:
+        state = ledger.get("trading") or {}
+        line = (f"trading: {_reasons(state)}; published by ledger pid {ledger.get('pid')} "
+                f"({ledger.get('state')})")
+        if ledger.get("kill_switch_pending"):
+            line += "; disable not yet in the database"
+    executor = results.get("executor")
+    if isinstance(executor, Mapping) and isinstance(executor.get("trading"), Mapping):
+        seen = executor["trading"]
+        if not isinstance(ledger, Mapping) or \
+                _reasons(seen) != _reasons(ledger.get("trading") or {}):
+            line += f"; executor sees {_reasons(seen)}"
+            if seen.get("problem"):
+                line += f": {seen['problem']}"
+        elif seen.get("written_age_s") is not None:
+            line += f", written {seen['written_age_s']:.1f} s ago"
+    strategy = results.get("strategy")
+    if isinstance(strategy, Mapping):
+        if strategy.get("paused"):
+            line += "; strategy paused by the operator"
+        if strategy.get("withheld"):
+            line += f"; strategy withheld {strategy['withheld']} intents"
+    return line
 
 
 def ping(client: AdminClient, processes: Sequence[str], out: TextIO = sys.stdout) -> int:

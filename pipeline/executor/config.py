@@ -31,6 +31,10 @@ class ExecutorConfig:
     # Off by default: the operations budget is on the tail.
     wake_on_ticks: bool = False
     max_pending: int = 1024  # orders awaiting a fill; more are rejected as back-pressure
+    # Intents decided longer ago than this are refused (STALE_INTENT): after a restart or a
+    # long stall the market they were decided on has moved. Above the few milliseconds an
+    # intent normally waits, and any back-pressure wait (rings.intents_backpressure_ms).
+    max_intent_age_ms: float = 500.0
     solana: SolanaConfig = field(default_factory=SolanaConfig)  # venue = "solana"
 
     def __post_init__(self) -> None:
@@ -49,3 +53,6 @@ class ExecutorConfig:
         )
         require(self.spin_us >= 0, "executor.spin_us", self.spin_us, "must be >= 0")
         require(self.max_pending >= 1, "executor.max_pending", self.max_pending, "must be >= 1")
+        require(math.isfinite(self.max_intent_age_ms) and self.max_intent_age_ms > 0,
+                "executor.max_intent_age_ms", self.max_intent_age_ms,
+                "must be a finite number > 0")

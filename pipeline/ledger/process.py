@@ -6,10 +6,16 @@ and writes nothing twice: on restart the cursor stored in the database wins.
 Commits are paced to stay within ``ledger.commits_per_s`` and ``ledger.wal_bytes_per_s``.
 With a chain venue the ledger also watches the trading account's balances on chain
 (:mod:`pipeline.ledger.chain_watch`).
+
+The ledger owns the trading state (:mod:`pipeline.trading_state`): ``TRADE_ENABLED``, a
+stalled commit, a chain mismatch and its start-up clock check become the reasons trading
+is halted, published in shared memory (:mod:`pipeline.killflag`) on every change and
+heartbeat; the strategy and the executor read that word and nothing else.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +23,7 @@ from typing import Any, Final
 
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 
+from pipeline.clock import ClockGate
 from pipeline.control import ControlError, Handler
 from pipeline.control_peers import Refusal
 from pipeline.killflag import KillFlagWriter, flag_path
@@ -29,6 +36,7 @@ from pipeline.metrics import LedgerMetrics
 from pipeline.reattach import follow
 from pipeline.ring import RingReader
 from pipeline.runtime import Runtime, Service
+from pipeline.trading_state import WRITTEN, Halt, describe, names
 
 _CHAIN_POLL_S: Final = 0.05  # how often to step the chain check while it wants a reading
 
@@ -60,13 +68,22 @@ class LedgerService(Service):
         self._metrics = LedgerMetrics(runtime.registry)
         self._symbols = config.symbol_table()
         self._read_engine = make_engine(database, read_only=True)
+        # Every process shares the host's clock; the ledger checks it once for all of them.
+        self._clock = ClockGate(config.clock, config.env, runtime.log, runtime.registry)
+        self._health = CommitHealth(
+            threshold_s=self._config.stall_threshold_s,
+            retry_initial_s=self._config.commit_retry_initial_s,
+            retry_max_s=self._config.commit_retry_max_s,
+            registry=runtime.registry, log=runtime.log, publish=runtime.events.publish)
+        self._mismatch_halt = False  # until the multisig enables trading again
+        self._published: tuple[int, bool] | None = None
         self._kill_flag = KillFlagWriter(
             flag_path(Path(config.rings.shm_dir), config.paths.ring_prefix),
             run_id=runtime.run_id, log=runtime.log)
         self._kill_switch = KillSwitch(
             self._engine, config.env, lambda: runtime.config.control,
             local_operator=runtime.endpoints.is_local(), on_change=self._trade_enabled_changed,
-            on_durable=self._publish_flag, log=runtime.log,
+            on_durable=self._publish_state, log=runtime.log,
             read_engine=self._read_engine,
             retry_initial_s=self._config.commit_retry_initial_s,
             retry_max_s=self._config.commit_retry_max_s)
@@ -78,17 +95,12 @@ class LedgerService(Service):
             self._kill_switch.disable("ledger", "kill_switch.set", {
                 "value": False, "reason": "recovered a disable that was not yet durable"})
         self._trade_enabled = self._effective_trade_enabled()
-        self._publish_flag()
+        self._publish_state()
         self._wait_s: float | None = None
         self.reports_committed = 0
         self.commits = 0
         self.duplicates = 0
         self._fills_total = int(self._store.summary()["fills"])  # counted once, then tracked
-        self._health = CommitHealth(
-            threshold_s=self._config.stall_threshold_s,
-            retry_initial_s=self._config.commit_retry_initial_s,
-            retry_max_s=self._config.commit_retry_max_s,
-            registry=runtime.registry, log=runtime.log, publish=runtime.events.publish)
         self._backup = None
         if self._config.backup.enabled:  # imported only when used: start-up stays fast
             from pipeline.ledger.backup.service import start_agent
@@ -126,6 +138,7 @@ class LedgerService(Service):
 
     def step(self) -> bool:
         self._kill_switch.audit_refusals(time.monotonic())
+        self._publish_state()  # a stall, its end or the clock check's answer: at once
         if self._kill_switch.retry_due(time.monotonic()):
             # One bounded wait per step (ledger.busy_timeout_ms): heartbeats still go out.
             self._kill_switch.retry()
@@ -197,6 +210,7 @@ class LedgerService(Service):
         """Chain and ledger disagree: trading stops until the multisig re-enables it."""
         self._runtime.log.error("chain balances differ from the ledger: trading disabled: %s",
                                 problem, extra={"event": "chain.balance_mismatch"})
+        self._mismatch_halt = True
         detail = {"reason": "chain balance mismatch",
                   "differences": {a: {"chain": c, "ledger": b}
                                   for a, (c, b) in differences.items()}}
@@ -211,12 +225,35 @@ class LedgerService(Service):
     def _trade_enabled_changed(self, value: bool) -> None:
         """Decided by the kill switch: tell the executor now, not at the next heartbeat."""
         self._trade_enabled = value
-        self._publish_flag()  # the executor reads this word before every send
+        if value:  # the multisig looked at the mismatch and opened trading again
+            self._mismatch_halt = False
+        self._publish_state()  # the executor reads this word before every send
         self._publish_trade_enabled()
         self._metrics.trade_enabled.set(1.0 if value else 0.0)
 
-    def _publish_flag(self) -> None:
-        self._kill_flag.set(self._trade_enabled, pending=self._kill_switch.disable_pending)
+    def _halt(self) -> int:
+        """The reasons trading is halted now (0: trading on)."""
+        halt = 0 if self._trade_enabled else Halt.TRADE_DISABLED
+        if self._mismatch_halt:
+            halt |= Halt.CHAIN_MISMATCH
+        if not self._clock.allows_trading():
+            halt |= Halt.CLOCK_UNSAFE
+        if self._health.stalled:
+            halt |= Halt.LEDGER_STALLED
+        return int(halt)
+
+    def _publish_state(self) -> None:
+        """Write the trading state to shared memory if it changed (and log the change)."""
+        state = (self._halt(), self._kill_switch.disable_pending)
+        if state == self._published:
+            return
+        self._kill_flag.publish(state[0], pending=state[1])
+        self._published = state
+        self._runtime.log.log(
+            logging.WARNING if state[0] else logging.INFO, "trading state: %s%s",
+            describe(state[0]), " (disable not yet in the database)" if state[1] else "",
+            extra={"event": "ledger.trading_state", "reasons": names(state[0]),
+                   "pending": state[1]})
 
     def _effective_trade_enabled(self) -> bool:
         """The database's value, unless a disable holds that it does not show yet."""
@@ -248,11 +285,13 @@ class LedgerService(Service):
         return {"queued": True, "trade_enabled": self._trade_enabled}
 
     def on_heartbeat(self) -> None:
-        """Re-publish the kill flag, TRADE_ENABLED and commit health (late subscribers, a
-        replaced flag file) and raise or clear a commit stall."""
-        self._publish_flag()
-        self._publish_trade_enabled()
+        """Raise or clear a commit stall and re-publish the trading state (stamped: readers
+        take a state not written for a while as stale), TRADE_ENABLED and commit health
+        (late subscribers, a replaced flag file)."""
         self._health.check(time.monotonic())
+        self._publish_state()
+        self._kill_flag.beat()  # readers take a state not written for a while as stale
+        self._publish_trade_enabled()
         self._health.publish(time.monotonic())
 
     def heartbeat(self) -> dict[str, Any]:
@@ -265,6 +304,7 @@ class LedgerService(Service):
             "commits": self.commits,
             "duplicates": self.duplicates,
             "trade_enabled": self._trade_enabled,
+            "trading": {"enabled": not self._halt(), "reasons": names(self._halt())},
             "fills": self._fills_total,
             "position": first.quantity if first else 0.0,
             "pnl": sum(p.realized_pnl - p.fees for p in positions.values()),
@@ -276,6 +316,10 @@ class LedgerService(Service):
 
     def update_metrics(self) -> None:
         self._metrics.trade_enabled.set(1.0 if self._trade_enabled else 0.0)
+        halt = self._halt()
+        for reason in WRITTEN:
+            self._metrics.halted.labels((reason.name or "").lower()).set(
+                1.0 if halt & reason else 0.0)
         for symbol, position in self._store.positions().items():
             self._metrics.position.labels(symbol).set(position.quantity)
             self._metrics.realized_pnl.labels(symbol).set(position.realized_pnl)

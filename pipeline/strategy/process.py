@@ -8,10 +8,17 @@ not an order, and the strategy must keep up with the lossy tick stream.
 Venue refusals hold a symbol's intents back and may pause it (:mod:`.refusals`); a pause
 or resume is published on the events socket under its topic and logged with the same
 event name. ``resume`` with a ``symbol`` resumes that symbol; without, everything.
+
+While the ledger's trading state is halted (:mod:`pipeline.trading_state`) or the operator
+paused the strategy, it keeps deciding (indicators stay warm) but withholds the intents:
+counted in ``pipeline_strategy_intents_withheld_total{reason}``, never sent, never booked.
+They do not pass the risk engine either, so nothing counts them as open orders: a target
+strategy that resumes orders the difference between its target and what is really held.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -21,6 +28,7 @@ import numpy as np
 from pipeline.config import PipelineConfig
 from pipeline.control import BadArgsError, Handler
 from pipeline.ids import ClientOrderIds
+from pipeline.killflag import open_reader
 from pipeline.ledger.snapshot import read_positions
 from pipeline.metrics import StrategyMetrics
 from pipeline.reattach import follow
@@ -30,6 +38,7 @@ from pipeline.runtime import Runtime, Service
 from pipeline.strategy.loader import load_strategy
 from pipeline.strategy.refusals import PAUSED_TOPIC, SymbolEvent
 from pipeline.strategy.risk import RiskEngine
+from pipeline.trading_state import describe, names, primary
 
 _BATCH_MAX = 4096
 
@@ -52,9 +61,13 @@ class StrategyService(Service):
         self._reports = self._open_reports()
         self._ids = ClientOrderIds()
         self._metrics = StrategyMetrics(runtime.registry)
+        self._trading = open_reader(config, "strategy", runtime.run_id, log=runtime.log,
+                                    registry=runtime.registry)
+        self._halt: int | None = None  # the trading state as last read; None: not yet
         self.paused = False
         self.ticks_seen = 0
         self.intents_sent = 0
+        self.withheld = 0
         self.dropped = 0
 
     def _open_reports(self) -> RingReader:
@@ -104,10 +117,29 @@ class StrategyService(Service):
         self._apply_reports()
         self._risk.on_ticks(ticks)
         intents = self._strategy.on_ticks(ticks)
-        if not self.paused and len(intents):
-            self._check_and_send(intents)
+        if len(intents):
+            self._decided(intents)
         self._announce()  # pauses come with reports, cool-downs end in checks
         return True
+
+    def _decided(self, intents: np.ndarray) -> None:
+        """Send, unless trading is halted or the operator paused us: then withhold."""
+        halt = self._trading.halt()
+        if halt != self._halt:
+            self._note_state(halt)
+        if not halt and not self.paused:
+            self._check_and_send(intents)
+            return
+        self.withheld += len(intents)
+        self._metrics.withheld.labels("paused" if self.paused else primary(halt)).inc(
+            len(intents))
+
+    def _note_state(self, halt: int) -> None:
+        self._runtime.log.log(logging.WARNING if halt else logging.INFO,
+                              "trading state: %s%s", describe(halt),
+                              ": intents withheld" if halt else "",
+                              extra={"event": "strategy.trading_state", "reasons": names(halt)})
+        self._halt = halt
 
     def _check_and_send(self, intents: np.ndarray) -> None:
         accepted, reasons = self._risk.check(intents, time.monotonic_ns())
@@ -157,6 +189,8 @@ class StrategyService(Service):
         return {
             "ticks": self.ticks_seen,
             "intents": self.intents_sent,
+            "withheld": self.withheld,
+            "trading": self._trading.view(),
             "intents_write_seq": self._intents.seq,  # all runs of this ring, not just ours
             "dropped_backpressure": self.dropped,
             "paused": self.paused,
@@ -225,6 +259,7 @@ class StrategyService(Service):
         raise BadArgsError(f"unknown symbol {symbol!r}; known: {known}")
 
     def close(self) -> None:
+        self._trading.close()
         self._ticks.close()
         self._reports.close()
         self._intents.close()

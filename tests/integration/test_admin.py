@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,9 +110,11 @@ def test_status_is_one_table_of_four_running_processes(pipeline: Pipeline) -> No
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split()[:6] == ["process", "state", "pid", "uptime", "config", "lag"]
-    assert sorted(line.split()[0] for line in lines[1:]) == \
+    assert sorted(line.split()[0] for line in lines[1:5]) == \
         ["executor", "ingest", "ledger", "strategy"]
-    assert all(line.split()[1] == "running" for line in lines[1:])
+    assert all(line.split()[1] == "running" for line in lines[1:5])
+    assert len(lines) == 6
+    assert lines[5].startswith("trading: enabled; published by ledger pid "), lines[5]
     assert pipeline.admin("ping").returncode == 0
 
 
@@ -127,6 +130,15 @@ def test_pause_stops_orders_while_ingest_keeps_reading(pipeline: Pipeline) -> No
     eventually(lambda: pipeline.status()["strategy"]["intents"] > intents, timeout_s=20)
 
 
+def _withheld_metric(pipeline: Pipeline, reason: str) -> float:
+    port = int((pipeline.data_dir / "run" / "strategy.metrics-port").read_text())
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    prefix = f'pipeline_strategy_intents_withheld_total{{reason="{reason}"}} '
+    return sum(float(line.removeprefix(prefix)) for line in text.splitlines()
+               if line.startswith(prefix))
+
+
 def _sign(pipeline: Pipeline, key: Path, *flags: str, env: str = "paper") -> Path:
     out = key.with_name(f"sig-{key.stem}-{time.monotonic_ns()}.json")
     result = pipeline.admin("--env", env, "sign", "--keypair", str(key), *flags, "-o", str(out))
@@ -140,19 +152,36 @@ def _audit_codes(pipeline: Pipeline) -> list[str]:
     return [json.loads(str(detail))["code"] for (detail,) in rows]
 
 
+def _orders(pipeline: Pipeline) -> int:
+    return int(query(pipeline.database, "SELECT count(*) FROM orders")[0][0])
+
+
 def test_kill_stops_the_executor_within_50_ms_and_multisig_enables(pipeline: Pipeline) -> None:
     kill = pipeline.admin("kill", "--reason", "integration test")
     assert kill.returncode == 0, kill.stderr
     committed_ns = int(kill.stdout.rsplit("committed_ns=", 1)[1].split()[0])
-    eventually(lambda: query(pipeline.database, "SELECT count(*) FROM orders WHERE "
-                             "reject_reason = 'TRADING_DISABLED'")[0][0] >= 3, timeout_s=30)
+    # The strategy withholds its intents: after the few already in the intents ring (those
+    # the executor rejects), nothing more is booked while the strategy keeps deciding.
+    withheld = pipeline.status()["strategy"]["withheld"]
+    eventually(lambda: pipeline.status()["strategy"]["withheld"] > withheld + 3, timeout_s=30)
+    booked = _orders(pipeline)
+    withheld = pipeline.status()["strategy"]["withheld"]
+    counted = _withheld_metric(pipeline, "trade_disabled")
+    eventually(lambda: pipeline.status()["strategy"]["withheld"] > withheld + 20, timeout_s=30)
+    assert _orders(pipeline) == booked, "orders were booked while trading was off"
+    assert _withheld_metric(pipeline, "trade_disabled") > counted
     last_sent_ns = query(pipeline.database, "SELECT max(send_ns) FROM orders WHERE "
                          "reject_reason IS NOT 'TRADING_DISABLED'")[0][0]
     assert isinstance(last_sent_ns, int)
     stop_ns = last_sent_ns - committed_ns
     print(f"executor's last send {stop_ns / 1e6:.3f} ms after the disable committed")
     assert stop_ns <= STOP_BUDGET_NS
-    assert pipeline.status()["executor"]["trade_enabled"] is False
+    status = pipeline.status()
+    assert status["executor"]["trade_enabled"] is False
+    assert status["ledger"]["trading"] == {"enabled": False, "reasons": ["trade_disabled"]}
+    line = pipeline.admin("status").stdout.splitlines()[-1]
+    assert line.startswith("trading: HALTED (trade_disabled); published by ledger pid"), line
+    assert "strategy withheld" in line
 
     first = _sign(pipeline, pipeline.keys[0], "--enable")
     one = pipeline.admin("trade-enable", str(first))
@@ -162,6 +191,7 @@ def test_kill_stops_the_executor_within_50_ms_and_multisig_enables(pipeline: Pip
     enabled = pipeline.admin("trade-enable", str(first), str(second))
     assert enabled.returncode == 0, enabled.stdout + enabled.stderr
     eventually(lambda: pipeline.status()["executor"]["trade_enabled"] is True, timeout_s=10)
+    eventually(lambda: _orders(pipeline) > booked, timeout_s=30)  # trading resumes
     replay = pipeline.admin("trade-enable", str(first), str(second))
     assert replay.returncode == 1
     assert "replayed_nonce" in replay.stdout

@@ -3,9 +3,10 @@
 The database lives on a real 16 MiB tmpfs (mounted by the test, so it needs root or
 CAP_SYS_ADMIN); a ballast file fills it while the pipeline trades, so SQLite's commits fail
 with SQLITE_FULL exactly as on a full production disk. Deleting the ballast is "space
-returns". Checked: the failure is counted, logged and published; the executor stops
-sending new orders within the stall threshold; the ledger catches up; every intent is
-exactly one order, every fill one fill row, and the ledger is consistent.
+returns". Checked: the failure is counted, logged and published; the trading state says
+``ledger_stalled`` within the stall threshold, so the strategy withholds new intents (and
+the executor would reject any that arrive); the ledger catches up; every intent is exactly
+one order, every fill one fill row, and the ledger is consistent.
 """
 
 from __future__ import annotations
@@ -68,6 +69,13 @@ def _metric(run_dir: Path, process: str, name: str) -> float:
                if line.startswith(name) and not line.startswith("#"))
 
 
+def _trading_again(log_file: Path) -> bool:
+    """The executor logged trading on again after it logged the stall."""
+    reasons = [e.get("reasons") for e in log_events(log_file, "executor.trading_state")]
+    stalled = [i for i, r in enumerate(reasons) if r and "ledger_stalled" in r]
+    return bool(stalled) and [] in reasons[stalled[0]:]
+
+
 def test_full_disk_stops_new_orders_and_loses_nothing(tmp_path: Path, shm_dir: Path,
                                                       small_disk: Path) -> None:
     data_dir = tmp_path / "var"
@@ -87,22 +95,22 @@ def test_full_disk_stops_new_orders_and_loses_nothing(tmp_path: Path, shm_dir: P
         ballast = _fill(small_disk)
         eventually(lambda: bool(log_events(logs / "ledger.log", "ledger.commit_stalled")),
                    timeout_s=60, interval_s=0.05, message="ledger reports the stall")
-        eventually(lambda: any(e.get("stalled") is True for e in
-                               log_events(logs / "executor.log", "executor.ledger_stalled")),
+        eventually(lambda: any("ledger_stalled" in e.get("reasons", []) for e in
+                               log_events(logs / "executor.log", "executor.trading_state")),
                    timeout_s=10, message="executor stops new orders")
         assert _metric(data_dir / "run", "ledger", "pipeline_ledger_commit_failures_total") > 0
         assert _metric(data_dir / "run", "ledger", "pipeline_ledger_commit_stalled") == 1
         # The disk stays full until an intent has met the stall: a window of a few hundred
         # milliseconds may hold no intent at all (50 orders/s at most, none while one works).
-        eventually(lambda: _metric(data_dir / "run", "executor",
-                                   'pipeline_order_rejects_total{reason="ledger_stalled"}') > 0,
+        eventually(lambda: _metric(data_dir / "run", "strategy",
+                                   'pipeline_strategy_intents_withheld_total'
+                                   '{reason="ledger_stalled"}') > 0,
                    timeout_s=30, interval_s=0.05, message="an intent held back by the stall")
         ballast.unlink()  # space returns
         eventually(lambda: bool(log_events(logs / "ledger.log", "ledger.commit_recovered")),
                    timeout_s=30, interval_s=0.05, message="ledger commits again")
-        eventually(lambda: any(e.get("stalled") is False for e in
-                               log_events(logs / "executor.log", "executor.ledger_stalled")),
-                   timeout_s=10, message="executor sends orders again")
+        eventually(lambda: _trading_again(logs / "executor.log"), timeout_s=10,
+                   message="executor sends orders again")
         filled = count(database, "SELECT count(*) FROM fills")
         eventually(lambda: count(database, "SELECT count(*) FROM fills") > filled,
                    timeout_s=30, message="trading resumes after the stall")
@@ -113,7 +121,5 @@ def test_full_disk_stops_new_orders_and_loses_nothing(tmp_path: Path, shm_dir: P
     executor = final_counters(logs / "executor.log")
     assert count(database, "SELECT count(*) FROM orders") == strategy["intents"]
     assert count(database, "SELECT count(*) FROM fills") == executor["fills"]
-    held_back = count(database, "SELECT count(*) FROM orders "
-                                 "WHERE reject_reason = 'LEDGER_STALLED'")
-    assert held_back > 0, "no intent was held back while the ledger was stalled"
+    assert strategy["withheld"] > 0, "no intent was held back while the ledger was stalled"
     assert_ledger_consistent(database)
