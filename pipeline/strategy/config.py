@@ -56,6 +56,12 @@ def _require_non_negative(key: str, value: float) -> None:
     require(math.isfinite(value) and value >= 0, key, value, "must be a finite number >= 0")
 
 
+# The venue's answers that may count as refusals (see risk.refusal_reasons). Never: our own
+# trading state, ledger, queue or shutdown, which have their own way back.
+REFUSABLE: Final = ("venue_error", "no_market_price", "invalid_order", "backpressure",
+                    "limit_not_marketable")
+
+
 @dataclass(frozen=True)
 class RiskConfig:
     """Pre-trade limits applied to every intent before it reaches the executor.
@@ -78,6 +84,11 @@ class RiskConfig:
     # or the cool-down passes (0: only an operator resumes it).
     refusal_pause_after: int = 10
     refusal_pause_cooldown_s: float = 300.0
+    # Which venue answers count as refusals (RejectReason names, lower case). Not by
+    # default: limit_not_marketable, the market moving past the limit, which a working
+    # strategy meets many times in a row; add it for a venue that bills every quote.
+    refusal_reasons: tuple[str, ...] = ("venue_error", "no_market_price", "invalid_order",
+                                        "backpressure")
 
     def __post_init__(self) -> None:
         _require_positive("risk.max_position", self.max_position)
@@ -100,3 +111,6 @@ class RiskConfig:
         require(self.refusal_pause_after >= 0, "risk.refusal_pause_after",
                 self.refusal_pause_after, "must be >= 0 (0: never pause)")
         _require_non_negative("risk.refusal_pause_cooldown_s", self.refusal_pause_cooldown_s)
+        for name in self.refusal_reasons:
+            require(name in REFUSABLE, "risk.refusal_reasons", self.refusal_reasons,
+                    f"{name!r} is not one of {', '.join(REFUSABLE)}")

@@ -20,22 +20,13 @@ from typing import Final
 from pipeline.records import RejectReason
 from pipeline.strategy.config import RiskConfig
 
-# The reasons that are the venue's answer to an order we sent: re-sending soon after them
-# costs a venue request and most likely gets the same answer. VENUE_ERROR (the venue or its
-# API failed or refused), LIMIT_NOT_MARKETABLE (its quote was beyond our limit: a Jupiter
-# request each time), NO_MARKET_PRICE (it cannot price the symbol), INVALID_ORDER (it
-# refused the order itself; our own risk check passed it, so re-sending repeats it) and
-# BACKPRESSURE (its pending book is full: the plainest "slow down").
-# Not the venue's: TRADING_DISABLED (the kill switch), LEDGER_STALLED (our ledger) and
-# SHUTDOWN (our executor stopping). Each has its own way back (an operator enabling
-# trading, commits resuming, a restart); backing off would only delay trading after it.
-VENUE_REFUSALS: Final = frozenset({
-    RejectReason.VENUE_ERROR,
-    RejectReason.LIMIT_NOT_MARKETABLE,
-    RejectReason.NO_MARKET_PRICE,
-    RejectReason.INVALID_ORDER,
-    RejectReason.BACKPRESSURE,
-})
+
+def refusal_reasons(config: RiskConfig) -> frozenset[RejectReason]:
+    """The venue answers that count as refusals (``risk.refusal_reasons``): re-sending soon
+    after them costs a venue request and most likely gets the same answer."""
+    return frozenset(RejectReason[name.upper()] for name in config.refusal_reasons)
+
+
 _MAX_DOUBLINGS: Final = 62  # 2^62 x any base is past every cap; keeps the ints small
 
 PAUSED_TOPIC: Final = "strategy.symbol_paused"
@@ -71,12 +62,15 @@ class RefusalBackoff:
         self.paused: dict[int, int | None] = {}
         self._streak: dict[int, int] = {}
         self._last_reason: dict[int, RejectReason] = {}
-        self._counts: dict[RejectReason, int] = dict.fromkeys(sorted(VENUE_REFUSALS), 0)
+        self._counts: dict[RejectReason, int] = dict.fromkeys(
+            sorted(refusal_reasons(config)), 0)
         self._events: list[SymbolEvent] = []
 
     def reconfigure(self, config: RiskConfig) -> None:
         """New delays apply from the next refusal; streaks and pauses carry over."""
         self._config = config
+        for reason in refusal_reasons(config):
+            self._counts.setdefault(reason, 0)
 
     def on_refusal(self, symbol_id: int, reason: RejectReason, anchor_ns: int) -> None:
         """One venue refusal: extend the hold-back from ``anchor_ns``; maybe pause."""

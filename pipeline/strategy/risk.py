@@ -15,7 +15,7 @@ import numpy as np
 
 from pipeline.records import OrderStatus, RejectReason
 from pipeline.strategy.config import RiskConfig
-from pipeline.strategy.refusals import VENUE_REFUSALS, RefusalBackoff
+from pipeline.strategy.refusals import RefusalBackoff, refusal_reasons
 
 _REASONS = (
     RejectReason.INVALID_ORDER,
@@ -39,7 +39,6 @@ _REFUSAL_BACKOFF: Final = int(RejectReason.REFUSAL_BACKOFF)
 _SYMBOL_PAUSED: Final = int(RejectReason.SYMBOL_PAUSED)
 _FILLED: Final = int(OrderStatus.FILLED)
 _REJECTED: Final = int(OrderStatus.REJECTED)
-_VENUE_REFUSALS: Final = frozenset(int(r) for r in VENUE_REFUSALS)
 _REASON_SLOTS: Final = max(RejectReason) + 1
 _SCALAR_MAX: Final = 8  # intents per check below which a plain loop beats numpy
 _POSITION_TOLERANCE: Final = (
@@ -58,7 +57,7 @@ class RiskEngine:
     by the position limit, so lowering the limit below the current position does not trap
     it; with ``allow_short`` off no order may take the exposure below zero.
 
-    A venue refusal (a REJECTED report with a reason in ``VENUE_REFUSALS``) is dated at
+    A venue refusal (a REJECTED report with a reason in ``risk.refusal_reasons``) is dated at
     the later of the refused order's ``decision_ns`` and the last ``now_ns`` checked, both
     on the intents' clock: live that is the strategy's monotonic clock, in a backtest the
     ticks' source time, and the reports a backtest shows the engine between two checks do
@@ -76,6 +75,7 @@ class RiskEngine:
         self._refilled_ns: int | None = None  # the latest now_ns given to check()
         self._counts = np.zeros(_REASON_SLOTS, dtype=np.int64)  # indexed by RejectReason
         self.refusals = RefusalBackoff(config)
+        self._refusal_codes = frozenset(int(r) for r in refusal_reasons(config))
 
     def reconfigure(self, config: RiskConfig) -> None:
         """Apply new limits; positions, prices, the order-rate bucket and refusal streaks
@@ -83,6 +83,7 @@ class RiskEngine:
         self._config = config
         self._tokens = min(self._tokens, config.max_orders_per_s)
         self.refusals.reconfigure(config)
+        self._refusal_codes = frozenset(int(r) for r in refusal_reasons(config))
 
     def on_ticks(self, ticks: np.ndarray) -> None:
         """Remember the last price of each symbol in ``ticks`` (the price band's reference)."""
@@ -139,7 +140,7 @@ class RiskEngine:
                 self._filled[symbol] = self._filled.get(symbol, 0.0) + filled
             if filled or status == _FILLED:
                 self.refusals.on_fill(symbol)
-            elif status == _REJECTED and reason in _VENUE_REFUSALS:
+            elif status == _REJECTED and reason in self._refusal_codes:
                 self.refusals.on_refusal(symbol, RejectReason(reason),
                                          max(decision_ns, self._refilled_ns or 0))
 

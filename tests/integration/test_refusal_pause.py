@@ -28,6 +28,7 @@ refusal_backoff_base_s = 0.05
 refusal_backoff_max_s = 0.2
 refusal_pause_after = 3
 refusal_pause_cooldown_s = 0.0   # only the operator resumes
+refusal_reasons = ["limit_not_marketable"]   # opted in: the refusal this venue gives
 
 [executor]
 slippage_bps = 500.0   # beyond the strategy's 20 bps limit: every order is refused

@@ -24,7 +24,9 @@ MINUTE_NS = 60 * 1_000_000_000
 
 
 def _run(overrides: dict[str, Any], risk: dict[str, Any]) -> Any:
-    table = {**overrides, "risk": {"max_orders_per_s": 1000.0, **risk}}
+    # The paper venue's refusals here are limits not marketable: opted in.
+    table = {**overrides, "risk": {"max_orders_per_s": 1000.0,
+                                   "refusal_reasons": ["limit_not_marketable"], **risk}}
     return run_backtest(load_ticks(JSON, "json", 1), load_config(environ={}, overrides=table))
 
 

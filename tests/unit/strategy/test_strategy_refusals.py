@@ -21,10 +21,11 @@ from pipeline.records import (
     empty,
 )
 from pipeline.strategy.config import RiskConfig
-from pipeline.strategy.refusals import PAUSED_TOPIC, RESUMED_TOPIC, VENUE_REFUSALS
+from pipeline.strategy.refusals import PAUSED_TOPIC, RESUMED_TOPIC, refusal_reasons
 from pipeline.strategy.risk import RiskEngine
 
 S = 1_000_000_000  # one second in ns
+VENUE_REFUSALS = refusal_reasons(RiskConfig())  # the defaults
 OK, BACKOFF, PAUSED = RejectReason.NONE, RejectReason.REFUSAL_BACKOFF, RejectReason.SYMBOL_PAUSED
 NOT_THE_VENUES = (RejectReason.TRADING_DISABLED, RejectReason.LEDGER_STALLED,
                   RejectReason.SHUTDOWN)
@@ -159,7 +160,7 @@ def test_n_refusals_in_a_row_pause_the_symbol_with_an_event() -> None:
     desk = Desk(_engine(refusal_pause_after=3, refusal_backoff_base_s=0.0))
     for _ in range(2):
         desk.send(0)
-        desk.answer(RejectReason.LIMIT_NOT_MARKETABLE)
+        desk.answer(RejectReason.NO_MARKET_PRICE)
     assert desk.engine.refusals.take_events() == ()
     desk.send(0)
     desk.answer(RejectReason.VENUE_ERROR)
@@ -327,3 +328,19 @@ def test_held_back_decisions_do_not_depend_on_batching(steps: list[Any],
                                                       data: st.DataObject) -> None:
     whole = _run(steps, None)
     assert _run(steps, _split_points(data)) == whole
+
+
+def test_limit_not_marketable_counts_only_when_configured() -> None:
+    """The market moving past a limit is not the venue failing: by default it neither backs
+    off nor pauses (a paper run meets it many times in a row); a venue that bills every
+    quote can opt in."""
+    assert RejectReason.LIMIT_NOT_MARKETABLE not in VENUE_REFUSALS
+    desk = Desk(_engine(refusal_pause_after=2))
+    for at in range(5):
+        assert desk.send(at) == [OK]
+        desk.answer(RejectReason.LIMIT_NOT_MARKETABLE)
+    assert desk.engine.refusals.take_events() == ()
+    opted_in = Desk(_engine(refusal_reasons=("limit_not_marketable",)))
+    opted_in.send(0)
+    opted_in.answer(RejectReason.LIMIT_NOT_MARKETABLE)
+    assert opted_in.send(1) == [BACKOFF]
