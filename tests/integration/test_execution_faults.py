@@ -31,7 +31,7 @@ from pipeline.config import PROCESSES
 
 pytestmark = pytest.mark.slow
 
-RUN_S = 25.0  # trading time per scenario, from its first order
+RUN_S = 20.0  # trading time per scenario, from its first order (CI time: 24 runs)
 STOP_S = 120.0  # a drain may wait out an order's blockhash window per process
 LOCALNET = {
     "PIPELINE__LOCALNET__PORT": "0",
