@@ -51,6 +51,7 @@ from pipeline.executor.venue import reports_from_intents
 from pipeline.records import REPORT_DTYPE, OrderStatus, RejectReason, ReportDetail
 
 _BUY: Final = 1
+_CLOSE_WAIT_S: Final = 30.0  # for the worker to cancel its tasks and close its clients
 
 
 class SolanaMetrics:
@@ -173,9 +174,12 @@ class SolanaVenue:
         if self._loop.is_closed():
             return
         asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
-        self._thread.join(timeout=10)
-        if not self._thread.is_alive():
-            self._loop.close()
+        self._thread.join(timeout=_CLOSE_WAIT_S)
+        if self._thread.is_alive():  # a loaded host; the daemon thread dies with the process
+            self._log.warning("the Solana venue's worker did not stop within %.0f s",
+                              _CLOSE_WAIT_S, extra={"event": "solana.close_slow"})
+            return
+        self._loop.close()
 
     async def _shutdown(self) -> None:
         current = asyncio.current_task()
