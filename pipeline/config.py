@@ -9,6 +9,7 @@ Validated once, here; processes receive the frozen result.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -157,6 +158,10 @@ class RunConfig:
         require(0 < self.heartbeat_interval_s < self.heartbeat_timeout_s,
                 "run.heartbeat_interval_s", self.heartbeat_interval_s,
                 "must be positive and below run.heartbeat_timeout_s")
+        for name in ("stop_timeout_s", "start_timeout_s"):
+            value = getattr(self, name)
+            require(math.isfinite(value) and value > 0, f"run.{name}", value,
+                    "must be a finite number of seconds > 0")
         require(self.on_hang in ("stop", "restart"), "run.on_hang", self.on_hang,
                 "stop or restart")
         for process, value in self.slice_us.items():
@@ -280,8 +285,17 @@ def load_config(path: Path | None = None, *, environ: Mapping[str, str] | None =
                 table = tomllib.load(handle)
         except FileNotFoundError:
             raise ConfigError("--config", str(path), "file not found") from None
+        except OSError as exc:  # a directory, no permission, an I/O error
+            raise ConfigError("--config", str(path),
+                              f"cannot read: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:  # tomllib decodes before it parses
+            raise ConfigError("--config", str(path), f"not UTF-8 text: {exc.reason} at byte "
+                              f"{exc.start}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("--config", str(path), f"invalid TOML: {exc}") from None
+        except RecursionError:  # arrays nested thousands deep
+            raise ConfigError("--config", str(path), "invalid TOML: nested too deeply") \
+                from None
     table = _deep_merge(table, env_overrides(os.environ if environ is None else environ))
     table = _deep_merge(table, overrides or {})
     env = table.get("env", "paper")

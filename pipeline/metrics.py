@@ -46,6 +46,10 @@ class CommonMetrics:
         self.bad_control = Counter("pipeline_control_bad_requests_total",
                                    "Malformed or unknown control requests", ["process", "code"],
                                    registry=registry)
+        self.reload_refused = Counter("pipeline_config_reload_refused_total",
+                                      "Config reloads refused (invalid or unreadable config); "
+                                      "the old config stayed in force", ["process"],
+                                      registry=registry)
 
         self._exported: dict[tuple[str, str], int] = {}
 
