@@ -30,6 +30,7 @@ from pipeline.strategy.config import RiskConfig, StrategyConfig
 ENVIRONMENTS: Final = ("paper", "localnet", "devnet", "mainnet")
 PROCESSES: Final = ("ledger", "executor", "strategy", "ingest")  # start order; stop is reverse
 ENV_PREFIX: Final = "PIPELINE__"
+IPC_PATH_MAX: Final = 107  # a Unix socket path, without its NUL (zmq.IPC_PATH_MAX_LEN on Linux)
 
 _ENV_DEFAULTS: Final[Mapping[str, Mapping[str, Mapping[str, Any]]]] = {
     "paper": {"ledger": {"trade_enabled_default": True}},
@@ -205,6 +206,12 @@ class PipelineConfig:
         if self.env == "paper":
             require(self.executor.venue == "paper", "executor.venue", self.executor.venue,
                     "the paper environment trades only on the paper venue")
+        if self.control.transport == "ipc":
+            sockets = [self.paths.run_dir / f"{name}.events" for name in PROCESSES]
+            longest = max(len(str(path).encode()) for path in sockets)
+            require(longest <= IPC_PATH_MAX, "data_dir", str(self.paths.data_dir),
+                    f"too long for the ipc control sockets in its run/ directory ({longest} "
+                    f"bytes, the kernel takes {IPC_PATH_MAX}): use a shorter path")
         # Between two heartbeats the ledger may wait for a lock twice (a commit and a
         # control request), so two waits and one interval must fit in the timeout.
         budget_s = (self.run.heartbeat_timeout_s - self.run.heartbeat_interval_s) / 2
