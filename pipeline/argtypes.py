@@ -27,6 +27,20 @@ def positive_float(maximum: float = math.inf) -> Callable[[str], float]:
     return parse
 
 
+def finite_float(minimum: float, maximum: float) -> Callable[[str], float]:
+    """A finite number from ``minimum`` to ``maximum``."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (math.isfinite(value) and minimum <= value <= maximum):
+            raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number from "
+                                             f"{minimum:g} to {maximum:g}")
+        return value
+    return parse
+
+
 def positive_int(maximum: int) -> Callable[[str], int]:
     """A whole number from 1 to ``maximum``."""
     def parse(text: str) -> int:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Final
 
-from pipeline.argtypes import positive_float, positive_int
+from pipeline.argtypes import finite_float, positive_float, positive_int
 from pipeline.config import PROCESSES, PipelineConfig
 from pipeline.errors import BadInputError
 
@@ -55,8 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     value.add_argument("--enable", action="store_true", help="sign TRADE_ENABLED = true")
     value.add_argument("--disable", action="store_true", help="sign TRADE_ENABLED = false")
     value.add_argument("--like", type=Path, help="co-sign the message of this signature file")
-    sign.add_argument("--expires-in", type=positive_float(_MAX_EXPIRES_IN_S), default=600.0,
-                      help="seconds until the message expires (default 600)")
+    # Negative is allowed: an already expired message shows how the ledger refuses one.
+    sign.add_argument("--expires-in", type=finite_float(-_MAX_EXPIRES_IN_S, _MAX_EXPIRES_IN_S),
+                      default=600.0, help="seconds until the message expires (default 600)")
     sign.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
     reopen = sub.add_parser("balances-reopen", help="after an explained chain mismatch: the "
                             "ledger takes the chain's balances at its next reading (ipc only)")

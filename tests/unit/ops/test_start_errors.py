@@ -13,7 +13,7 @@ import zmq
 from prometheus_client import CollectorRegistry
 
 from pipeline import bootstrap
-from pipeline.argtypes import positive_float, positive_int
+from pipeline.argtypes import finite_float, positive_float, positive_int
 from pipeline.config import PipelineConfig, load_config
 from pipeline.errors import BadInputError, ConfigError, OperationalError, TemporaryError
 from pipeline.reload import ConfigReloader
@@ -123,6 +123,9 @@ def test_flags_refuse_numbers_that_cannot_be_meant(text: str) -> None:
         positive_float(3600.0)(text)
     with pytest.raises(argparse.ArgumentTypeError):
         positive_int(1000)(text if text != "1e9" else str(10**20))
+    with pytest.raises(argparse.ArgumentTypeError):
+        finite_float(-10.0, 10.0)(text if text not in ("-1", "0") else "11")
+    assert finite_float(-10.0, 10.0)("-5") == -5.0
     assert positive_float(3600.0)("2.5") == 2.5
     assert positive_int(1000)("20") == 20
 
