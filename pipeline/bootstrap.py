@@ -3,8 +3,10 @@
 Each check returns pass, fail or skip with a reason an operator can act on. They read and
 probe, never change anything: the database is opened read-only, rings are inspected without
 attaching, endpoints get a TCP connect. At a process start a failure is logged and sets
-``pipeline_bootstrap_failed`` (which pages) but does not stop the process: the process's own
-start-up refuses what is unsafe (a database of another environment, a ring of another layout).
+``pipeline_bootstrap_failed`` (which pages); it stops the process (exit 2) only where that
+process owns what failed (:data:`BLOCKING_AT_START`: the ledger its database's pages, ingest
+its replay file). Otherwise the process's own start-up refuses what is unsafe (a database
+of another environment, a ring of another layout).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from prometheus_client import CollectorRegistry
 
 from pipeline import ring, sntp
 from pipeline.config import PipelineConfig
+from pipeline.errors import OperationalError
 from pipeline.ledger.schema import SCHEMA_VERSION
 from pipeline.metrics import BootstrapMetrics
 
@@ -116,6 +119,46 @@ def check_database(config: PipelineConfig) -> CheckResult:
                                              f"migrates it at start; a newer one needs newer code)")
     return CheckResult("database", PASS, f"{database}: env {env}, schema "
                                          f"{meta.get('schema_version')}, wal")
+
+
+def check_database_pages(config: PipelineConfig) -> CheckResult:
+    """``PRAGMA quick_check`` on a read-only connection: a page written over by something
+    else (a disk fault, a stray ``dd``) must stop the ledger before it books on top of it.
+    It reads every page once: a second or so per GB, at start only."""
+    database = config.paths.database
+    if not database.exists():
+        return CheckResult("database_pages", SKIP, f"{database} not created yet")
+    try:
+        conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=2.0)
+        try:
+            problems = [" ".join(str(row[0]).split())  # one line, for logs and the table
+                        for row in conn.execute("PRAGMA quick_check(5)")]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return CheckResult("database_pages", FAIL, f"{database}: {exc}")
+    if problems != ["ok"]:
+        return CheckResult("database_pages", FAIL, f"{database} is corrupted (restore it from "
+                                                   f"a backup): {'; '.join(problems)}")
+    return CheckResult("database_pages", PASS, f"{database}: quick_check ok")
+
+
+def check_replay(config: PipelineConfig) -> CheckResult:
+    """The replay file must be there and readable; its rows are checked when ingest loads it."""
+    ingest = config.ingest
+    if ingest.feed != "replay":
+        return CheckResult("replay", SKIP, f"ingest.feed is {ingest.feed}")
+    if not ingest.replay_path:
+        return CheckResult("replay", PASS, "the bundled candles")
+    path = Path(ingest.replay_path)
+    try:
+        with path.open("rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        return CheckResult("replay", FAIL, f"ingest.replay_path {path}: "
+                                           f"{exc.strerror or exc}")
+    return CheckResult("replay", PASS, f"{path} ({ingest.replay_format}, "
+                                       f"{path.stat().st_size} bytes)")
 
 
 def check_rings(config: PipelineConfig) -> CheckResult:
@@ -226,7 +269,6 @@ def check_solana(config: PipelineConfig) -> list[CheckResult]:
     :mod:`pipeline.executor.solana.probe`); a required one missing fails."""
     if config.executor.venue != "solana":
         return [CheckResult("solana", SKIP, f"executor.venue is {config.executor.venue}")]
-    from pipeline.errors import OperationalError
     from pipeline.executor.solana.account import trading_account
     from pipeline.executor.solana.probe import SwapProbe, missing, probe
 
@@ -264,17 +306,30 @@ def _active(config: PipelineConfig, key: str) -> bool:
                if key.startswith(prefix))
 
 
-CHECKS: Final[tuple[Callable[[PipelineConfig], CheckResult | list[CheckResult]], ...]] = (
-    check_config, check_data_dir, check_database, check_rings, check_key_files, check_clock,
-    check_endpoints, check_solana,
+Check = Callable[[PipelineConfig], CheckResult | list[CheckResult]]
+CHECKS: Final[tuple[Check, ...]] = (
+    check_config, check_data_dir, check_database, check_database_pages, check_replay,
+    check_rings, check_key_files, check_clock, check_endpoints, check_solana,
 )
+# At a process start, the checks whose failure stops that process (exit 2): it owns what
+# they look at, and would otherwise crash on it or, worse, write on top of it.
+BLOCKING_AT_START: Final[dict[str, tuple[str, ...]]] = {
+    "ledger": ("database_pages",),
+    "ingest": ("replay",),
+}
+# Checks that read a lot: at a start, only the process that owns what they read runs them.
+_OWNER_ONLY: Final = frozenset({"database_pages"})
 
 
-def run_checks(config: PipelineConfig) -> list[CheckResult]:
-    """Run every check; a check that raises is reported as failed, never propagated."""
+def run_checks(config: PipelineConfig, only: frozenset[str] | None = None,
+               skip: frozenset[str] = frozenset()) -> list[CheckResult]:
+    """Run every check (or those named in ``only``, minus ``skip``); a check that raises is
+    reported as failed, never propagated."""
     results = []
     for check in CHECKS:
         name = check.__name__.removeprefix("check_")
+        if (only is not None and name not in only) or name in skip:
+            continue
         try:
             found = check(config)
             results.extend(found if isinstance(found, list) else [found])
@@ -290,11 +345,26 @@ def format_table(results: list[CheckResult]) -> str:
     return "\n".join(lines)
 
 
+def refuse_at_start(process: str, config: PipelineConfig, registry: CollectorRegistry,
+                    log: logging.Logger) -> None:
+    """The checks at a process start (all of them if ``check.on_start``, else only the
+    blocking ones); raise OperationalError if one that blocks ``process`` failed."""
+    blocking = frozenset(BLOCKING_AT_START.get(process, ()))
+    if config.check.on_start:
+        results = report_at_start(config, registry, log, skip=_OWNER_ONLY - blocking)
+    else:
+        results = run_checks(config, only=blocking)
+    failed = [r for r in results if r.failed and r.name in blocking]
+    if failed:
+        raise OperationalError("; ".join(f"check {r.name} failed: {r.detail}" for r in failed))
+
+
 def report_at_start(config: PipelineConfig, registry: CollectorRegistry,
-                    log: logging.Logger) -> list[CheckResult]:
+                    log: logging.Logger, skip: frozenset[str] = frozenset()
+                    ) -> list[CheckResult]:
     """Run the checks at a process start: log each failure, export the results as metrics."""
     metrics = BootstrapMetrics(registry)
-    results = run_checks(config)
+    results = run_checks(config, skip=skip)
     for result in results:
         metrics.check_failed.labels(result.name).set(1.0 if result.failed else 0.0)
         if result.name == "clock" and result.value is not None:

@@ -18,17 +18,13 @@ from types import FrameType
 from typing import Final
 
 from pipeline import dirlock
+from pipeline.argtypes import positive_float
 from pipeline.config import PROCESSES, PipelineConfig, load_config
-from pipeline.errors import (
-    EXIT_OK,
-    EXIT_OPERATIONAL,
-    BadInputError,
-    ConfigError,
-    OperationalError,
-)
+from pipeline.errors import EXIT_OK, EXIT_OPERATIONAL, ConfigError, OperationalError
 from pipeline.lineage import LAUNCHER_GONE, follow_launcher
 from pipeline.logs import setup_logging
 from pipeline.runtime import Runtime, Service, run_service
+from pipeline.startup import operator_problem
 
 # name -> (module, one-line help). A tool module provides add_arguments(parser) and
 # run(args, config) -> exit code, and keeps heavy imports inside run() so that the CLI
@@ -58,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start all four processes and supervise them")
     _add_common(run)
-    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.add_argument("--duration", type=positive_float(), help="stop after this many seconds")
     for name in PROCESSES:
         _add_common(sub.add_parser(name, help=f"run the {name} process alone (for supervisor)"))
     for name, (module, help_text) in TOOLS.items():
@@ -120,8 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         tool = importlib.import_module(module)
         try:
             code: int = tool.run(args, config)
-        except (BadInputError, OperationalError) as exc:  # what the operator must fix
-            print(f"pipeline {args.command}: {exc}", file=sys.stderr)
+        except Exception as exc:
+            problem = operator_problem(exc)  # bad input, a path in the way, a broken file
+            if problem is None:
+                raise
+            print(f"pipeline {args.command}: {problem}", file=sys.stderr)
             return EXIT_OPERATIONAL
         return code
     if args.command == "run":
@@ -143,9 +142,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 to_stderr=config.log.stderr
                                 and os.environ.get("PIPELINE_CHILD") != "1",
                                 loader=lambda: _load(args))
-    except OperationalError as exc:  # the data dir held by another process, a planted file
-        logging.getLogger(f"pipeline.{args.command}").error(
-            "cannot start: %s", exc, extra={"event": "process.start_failed"})
-        print(f"pipeline {args.command}: cannot start: {exc}", file=sys.stderr)
+    except Exception as exc:
+        # The data dir held by another process, a planted file, a data dir that is a file or
+        # read-only, a socket path too long for ipc: the operator's to fix, not a crash.
+        problem = operator_problem(exc)
+        if problem is None:
+            raise
+        log = logging.getLogger(f"pipeline.{args.command}")
+        if log.hasHandlers():  # else logging's last resort would print the line twice
+            log.error("cannot start: %s", problem, extra={"event": "process.start_failed"})
+        print(f"pipeline {args.command}: cannot start: {problem}", file=sys.stderr)
         return EXIT_OPERATIONAL
     return run_service(runtime, _service_factory(args.command))

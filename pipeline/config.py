@@ -9,6 +9,7 @@ Validated once, here; processes receive the frozen result.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -29,6 +30,7 @@ from pipeline.strategy.config import RiskConfig, StrategyConfig
 ENVIRONMENTS: Final = ("paper", "localnet", "devnet", "mainnet")
 PROCESSES: Final = ("ledger", "executor", "strategy", "ingest")  # start order; stop is reverse
 ENV_PREFIX: Final = "PIPELINE__"
+IPC_PATH_MAX: Final = 107  # a Unix socket path, without its NUL (zmq.IPC_PATH_MAX_LEN on Linux)
 
 _ENV_DEFAULTS: Final[Mapping[str, Mapping[str, Mapping[str, Any]]]] = {
     "paper": {"ledger": {"trade_enabled_default": True}},
@@ -157,6 +159,10 @@ class RunConfig:
         require(0 < self.heartbeat_interval_s < self.heartbeat_timeout_s,
                 "run.heartbeat_interval_s", self.heartbeat_interval_s,
                 "must be positive and below run.heartbeat_timeout_s")
+        for name in ("stop_timeout_s", "start_timeout_s"):
+            value = getattr(self, name)
+            require(math.isfinite(value) and value > 0, f"run.{name}", value,
+                    "must be a finite number of seconds > 0")
         require(self.on_hang in ("stop", "restart"), "run.on_hang", self.on_hang,
                 "stop or restart")
         for process, value in self.slice_us.items():
@@ -200,6 +206,12 @@ class PipelineConfig:
         if self.env == "paper":
             require(self.executor.venue == "paper", "executor.venue", self.executor.venue,
                     "the paper environment trades only on the paper venue")
+        if self.control.transport == "ipc":
+            sockets = [self.paths.run_dir / f"{name}.events" for name in PROCESSES]
+            longest = max(len(str(path).encode()) for path in sockets)
+            require(longest <= IPC_PATH_MAX, "data_dir", str(self.paths.data_dir),
+                    f"too long for the ipc control sockets in its run/ directory ({longest} "
+                    f"bytes, the kernel takes {IPC_PATH_MAX}): use a shorter path")
         # Between two heartbeats the ledger may wait for a lock twice (a commit and a
         # control request), so two waits and one interval must fit in the timeout.
         budget_s = (self.run.heartbeat_timeout_s - self.run.heartbeat_interval_s) / 2
@@ -280,8 +292,17 @@ def load_config(path: Path | None = None, *, environ: Mapping[str, str] | None =
                 table = tomllib.load(handle)
         except FileNotFoundError:
             raise ConfigError("--config", str(path), "file not found") from None
+        except OSError as exc:  # a directory, no permission, an I/O error
+            raise ConfigError("--config", str(path),
+                              f"cannot read: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:  # tomllib decodes before it parses
+            raise ConfigError("--config", str(path), f"not UTF-8 text: {exc.reason} at byte "
+                              f"{exc.start}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("--config", str(path), f"invalid TOML: {exc}") from None
+        except RecursionError:  # arrays nested thousands deep
+            raise ConfigError("--config", str(path), "invalid TOML: nested too deeply") \
+                from None
     table = _deep_merge(table, env_overrides(os.environ if environ is None else environ))
     table = _deep_merge(table, overrides or {})
     env = table.get("env", "paper")

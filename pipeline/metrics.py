@@ -50,6 +50,10 @@ class CommonMetrics:
             "pipeline_control_handler_errors_total",
             "Control handlers that failed with an unexpected exception (a bug: answered "
             "internal_error, traceback in the log)", ["process", "command"], registry=registry)
+        self.reload_refused = Counter("pipeline_config_reload_refused_total",
+                                      "Config reloads refused (invalid or unreadable config); "
+                                      "the old config stayed in force", ["process"],
+                                      registry=registry)
 
         self._exported: dict[tuple[str, str], int] = {}
 

@@ -1,10 +1,12 @@
 """Re-reading the config of a running process (SIGHUP or the ``reload`` control command).
 
 The new config is loaded exactly as at start (file, environment, command-line overrides)
-and validated as a whole; a config that fails validation is refused with a logged error and
-the old one stays in force. A valid config is offered to the service, which applies the
-sections it can change live (strategy parameters, risk limits, feed settings, commit
-pacing) between two steps of its loop, so no tick or order is dropped. Sections that only
+and validated as a whole; a config that fails validation or cannot be read (a directory, no
+permission, not UTF-8) is refused with a logged error and counted, and the old one stays in
+force: a bad edit must never stop a process that is trading. A valid config is offered to
+the service, which applies the sections it can change live (strategy parameters, risk
+limits, feed settings, commit pacing) between two steps of its loop, so no tick or order is
+dropped. Sections that only
 take effect at start (rings, paths, metrics ports, the control transport...) keep their old
 values and are reported as ``restart_required``.
 """
@@ -57,12 +59,15 @@ class ConfigReloader:
     """Owns the process's current config and its version; one instance per process."""
 
     def __init__(self, config: PipelineConfig, loader: Callable[[], PipelineConfig] | None,
-                 service: Reloadable, log: logging.Logger) -> None:
+                 service: Reloadable, log: logging.Logger,
+                 on_refused: Callable[[], None] | None = None) -> None:
         self.config = config
         self.version = 1
+        self.refused = 0  # reloads refused since start (a metric counts them too)
         self._loader = loader
         self._service = service
         self._log = log
+        self._on_refused = on_refused or (lambda: None)
 
     def reload(self, trigger: str) -> dict[str, Any]:
         """Load, validate and apply; raises ControlError("invalid_config") keeping the old."""
@@ -73,6 +78,8 @@ class ConfigReloader:
             new = self._loader()
         except ConfigError as exc:
             return self._refuse(trigger, str(exc))
+        except OSError as exc:  # the loader maps these; a file the config names may not
+            return self._refuse(trigger, f"cannot read the config: {exc}")
         old = self.config
         changed = changed_sections(old, new)
         if "control" in changed and _control_is_live(old, new):
@@ -103,6 +110,8 @@ class ConfigReloader:
         return result
 
     def _refuse(self, trigger: str, reason: str) -> dict[str, Any]:
+        self.refused += 1
+        self._on_refused()
         self._log.error("config reload refused, the old config stays in force: %s", reason,
                         extra={"event": "config.reload_refused", "trigger": trigger})
         raise ControlError("invalid_config", f"reload refused, old config kept: {reason}")

@@ -28,7 +28,7 @@ import zmq
 from prometheus_client import CollectorRegistry
 
 from pipeline import dirlock, killflag, ring
-from pipeline.bootstrap import report_at_start
+from pipeline.bootstrap import refuse_at_start
 from pipeline.config import PipelineConfig
 from pipeline.control import (
     ControlError,
@@ -46,6 +46,7 @@ from pipeline.metrics import CommonMetrics, serve
 from pipeline.records import INTENT_DTYPE, REPORT_DTYPE, TICK_DTYPE
 from pipeline.reload import ConfigReloader, config_digest
 from pipeline.sched import request_slice
+from pipeline.startup import operator_problem
 from pipeline.wakeup import BellRinger, Doorbell, Waiter
 
 _CONTROL_POLL_S = 0.005  # how often a busy loop answers control requests
@@ -247,17 +248,18 @@ def run_service(runtime: Runtime, make_service: Callable[[Runtime], Service]) ->
         port = _serve_metrics(runtime)
         ring.check_space(runtime.rings.all(), Path(config.rings.shm_dir),
                          extra_bytes=killflag.SIZE)
-        if config.check.on_start:
-            report_at_start(config, runtime.registry, log)
+        refuse_at_start(runtime.name, config, runtime.registry, log)
         service = make_service(runtime)
-    except OperationalError as exc:
-        log.error("cannot start: %s", exc, extra={"event": "process.start_failed"})
+    except Exception as exc:
+        problem = operator_problem(exc)
+        if problem is None:
+            log.exception("unexpected failure while starting", extra={"event": "process.crash"})
+            runtime.close()
+            return EXIT_CRASH
+        # Config or environment: the same on every retry, so no restart loop and no traceback.
+        log.error("cannot start: %s", problem, extra={"event": "process.start_failed"})
         runtime.close()
         return EXIT_OPERATIONAL
-    except Exception:
-        log.exception("unexpected failure while starting", extra={"event": "process.crash"})
-        runtime.close()
-        return EXIT_CRASH
     events = runtime.events
     status_fn = _status_handler(runtime, service, lambda: state)
     reload_fn = _reload_handler(runtime, service)
@@ -374,7 +376,8 @@ def _serve_metrics(runtime: Runtime) -> int:
 
 
 def _reload_handler(runtime: Runtime, service: Service) -> Callable[[str], Mapping[str, Any]]:
-    reloader = ConfigReloader(runtime.config, runtime.loader, service, runtime.log)
+    reloader = ConfigReloader(runtime.config, runtime.loader, service, runtime.log,
+                              on_refused=runtime.metrics.reload_refused.labels(runtime.name).inc)
 
     def reload(trigger: str) -> Mapping[str, Any]:
         result = reloader.reload(trigger)

@@ -10,9 +10,15 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Final
 
+from pipeline.argtypes import finite_float, positive_float, positive_int
 from pipeline.config import PROCESSES, PipelineConfig
 from pipeline.errors import BadInputError
+
+_MAX_TIMEOUT_S: Final = 3600.0
+_MAX_EXPIRES_IN_S: Final = 7 * 86400.0  # a kill-switch message is for now, not for later
+_MAX_ROWS: Final = 1_000_000
 
 
 def _add_processes(parser: argparse.ArgumentParser) -> None:
@@ -24,8 +30,8 @@ def _add_processes(parser: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--client-key", type=Path,
                         help="CURVE client secret key file (default control.client_secret_key)")
-    parser.add_argument("--timeout", type=float, help="seconds to wait per try "
-                        "(default control.request_timeout_s)")
+    parser.add_argument("--timeout", type=positive_float(_MAX_TIMEOUT_S),
+                        help="seconds to wait per try (default control.request_timeout_s)")
     sub = parser.add_subparsers(dest="admin_command", required=True)
     status = sub.add_parser("status", help="one table of all four processes")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -49,8 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     value.add_argument("--enable", action="store_true", help="sign TRADE_ENABLED = true")
     value.add_argument("--disable", action="store_true", help="sign TRADE_ENABLED = false")
     value.add_argument("--like", type=Path, help="co-sign the message of this signature file")
-    sign.add_argument("--expires-in", type=float, default=600.0,
-                      help="seconds until the message expires (default 600)")
+    # Negative is allowed: an already expired message shows how the ledger refuses one.
+    sign.add_argument("--expires-in", type=finite_float(-_MAX_EXPIRES_IN_S, _MAX_EXPIRES_IN_S),
+                      default=600.0, help="seconds until the message expires (default 600)")
     sign.add_argument("--output", "-o", type=Path, help="write here instead of stdout")
     reopen = sub.add_parser("balances-reopen", help="after an explained chain mismatch: the "
                             "ledger takes the chain's balances at its next reading (ipc only)")
@@ -59,14 +66,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     get.add_argument("key", nargs="?")
     watch = sub.add_parser("watch", help="live event stream; reports silent processes")
     watch.add_argument("--topic", action="append", help="topic prefix (default: all)")
-    watch.add_argument("--duration", type=float, help="stop after this many seconds")
-    watch.add_argument("--count", type=int, help="stop after this many events")
+    watch.add_argument("--duration", type=positive_float(), help="stop after this many seconds")
+    watch.add_argument("--count", type=positive_int(_MAX_ROWS), help="stop after this many events")
     for table in ("orders", "fills"):
         rows = sub.add_parser(table, help=f"recent {table}, read-only from the database")
-        rows.add_argument("--limit", type=int, default=20)
+        rows.add_argument("--limit", type=positive_int(_MAX_ROWS), default=20)
     keygen = sub.add_parser("keygen", help="make a CurveZMQ key pair (<name>.key, .key_secret)")
     keygen.add_argument("--dir", type=Path, required=True)
-    keygen.add_argument("--name", required=True)
+    keygen.add_argument("--name", required=True, help="a file name, without a directory")
 
 
 def run(args: argparse.Namespace, config: PipelineConfig) -> int:
@@ -77,7 +84,7 @@ def run(args: argparse.Namespace, config: PipelineConfig) -> int:
                             f"one of {', '.join(PROCESSES)}")
     if command == "keygen":
         from pipeline.endpoints import generate_keypair
-        public, secret = generate_keypair(args.dir, args.name)
+        public, secret = generate_keypair(args.dir, _key_name(args.name))
         print(f"public key: {public}\nsecret key: {secret} (mode 0600; keep it private)")
         return 0
     if command == "sign":
@@ -151,7 +158,19 @@ def _sign(args: argparse.Namespace, config: PipelineConfig) -> int:
                               int(time.time() + args.expires_in))
     text = json.dumps(signature_document(keypair, message), sort_keys=True)
     if args.output is not None:
-        args.output.write_text(text + "\n")
+        try:
+            args.output.write_text(text + "\n")
+        except OSError as exc:  # a directory, a missing parent, no permission
+            raise BadInputError(f"--output {args.output}: cannot write: "
+                                f"{exc.strerror or exc}") from exc
     else:
         print(text)
     return 0
+
+
+def _key_name(name: str) -> str:
+    """``name`` if it is a plain file name: keys go into ``--dir`` and nowhere else."""
+    if not name or name.strip(".") == "" or "/" in name or "\\" in name or "\0" in name:
+        raise BadInputError(f"keygen --name {name!r}: must be a plain file name (no path "
+                            f"separators, not . or ..)")
+    return name

@@ -35,7 +35,11 @@ def run(args: argparse.Namespace, config: PipelineConfig) -> int:
     from pipeline.ingest.history import guess_format, load_ticks
 
     out_dir: Path = args.out or config.paths.data_dir / "backtest"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, no permission: before any backtest runs
+        raise BadInputError(f"--out {out_dir}: cannot make the output directory: "
+                            f"{exc.strerror or exc}") from exc
     symbol_id = args.symbol_id if args.symbol_id is not None else config.strategy.symbol_id
     quote = next((s.quote for s in config.symbols if s.id == symbol_id), "USDT")
     initial = float(config.ledger.initial_balances.get(quote, 0.0))

@@ -43,6 +43,10 @@ BUNDLED_FILE: Final = "sol_usdt_perp_1m.npz"
 TICK_OFFSETS_NS: Final = np.array([0, 15, 30, 45], dtype=np.int64) * 1_000_000_000
 TICKS_PER_CANDLE: Final = len(TICK_OFFSETS_NS)
 _MS_TO_NS: Final = 1_000_000
+# Candle times become int64 nanoseconds (plus up to 45 s of tick offsets): anything from the
+# epoch to here fits, later would wrap around silently. 2200-01-01 is far enough for any data.
+MAX_OPEN_TIME_MS: Final = 7_258_118_400_000
+_MAX_EXACT_INT: Final = 2**53  # above this a JSON integer cannot be a float64 exactly
 
 
 def validate_candles(candles: np.ndarray, source: str, first_row: int = 1) -> np.ndarray:
@@ -61,6 +65,9 @@ def validate_candles(candles: np.ndarray, source: str, first_row: int = 1) -> np
     for name in PRICE_COLUMNS:
         checks.append((candles[name] <= 0.0, f"{name} is not positive"))
     checks.append((candles["volume"] < 0.0, "volume is negative"))
+    times = candles["open_time_ms"]
+    checks.append(((times < 0) | (times > MAX_OPEN_TIME_MS),
+                   f"open_time_ms is outside 0..{MAX_OPEN_TIME_MS} (1970 to 2200)"))
     body_low = np.minimum(candles["open"], candles["close"])
     body_high = np.maximum(candles["open"], candles["close"])
     checks.append((candles["low"] > body_low, "low is above min(open, close)"))
@@ -88,7 +95,7 @@ def load_npz(file: str | Path | IO[bytes], source: str | None = None) -> np.ndar
     try:
         with np.load(file, allow_pickle=False) as archive:
             columns = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # EOF: an empty file
         raise BadInputError(f"{name}: not a readable npz file: {exc}") from exc
     missing = [col for col in CANDLE_COLUMNS if col not in columns]
     if missing:
@@ -108,14 +115,18 @@ def load_freqtrade_json(path: str | Path) -> np.ndarray:
     """Candles from a freqtrade JSON file: ``[[open_time_ms, o, h, l, c, v], ...]``."""
     try:
         rows = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: bad UTF-8, bad JSON, 5000-digit ints
         raise BadInputError(f"{path}: not readable JSON: {exc}") from exc
+    except RecursionError:  # arrays nested thousands deep: not candles, and no row to name
+        raise BadInputError(f"{path}: not readable JSON: nested too deeply") from None
     if not isinstance(rows, list) or not rows:
         raise BadInputError(f"{path}: expected a non-empty JSON array of candles")
     table = _numeric_table(rows, len(CANDLE_COLUMNS))
     if table is None:
         row = _first_bad_json_row(rows, len(CANDLE_COLUMNS))
-        raise BadInputError(f"{path}: row {row}: expected {len(CANDLE_COLUMNS)} numbers")
+        where = f"row {row}" if row is not None else "some row"
+        raise BadInputError(f"{path}: {where}: expected {len(CANDLE_COLUMNS)} numbers, "
+                            f"integers within +-2^53")
     return validate_candles(_candles_from_table(table, str(path), first_row=1), str(path))
 
 
@@ -195,19 +206,22 @@ def _numeric_table(rows: Sequence[Any], width: int) -> np.ndarray | None:
         table = np.array(rows)
     except ValueError:  # ragged
         return None
+    # Integers beyond int64 make an object array: refused here, named by _first_bad_json_row.
     if table.ndim != 2 or table.shape[1] != width or table.dtype.kind not in "iuf":
         return None
     return table.astype(np.float64)
 
 
-def _first_bad_json_row(rows: Sequence[Any], width: int) -> int:
+def _first_bad_json_row(rows: Sequence[Any], width: int) -> int | None:
     """1-based index of the first row that is not ``width`` plain numbers (error path only)."""
     for index, row in enumerate(rows, start=1):
         if not isinstance(row, list) or len(row) != width:
             return index
         if any(isinstance(v, bool) or not isinstance(v, int | float) for v in row):
             return index
-    raise AssertionError("no bad row found")  # pragma: no cover
+        if any(isinstance(v, int) and abs(v) > _MAX_EXACT_INT for v in row):
+            return index
+    return None  # numpy refused a table the loop finds fine: say so without a row
 
 
 def _first_unparsable_cell(cells: np.ndarray) -> tuple[int, int]:

@@ -17,6 +17,7 @@ import numpy as np
 from pipeline.errors import BadInputError
 from pipeline.ingest.candles import (
     CANDLE_DTYPE,
+    MAX_OPEN_TIME_MS,
     candles_to_ticks,
     load_bundled,
     load_csv,
@@ -55,11 +56,16 @@ def load_feather(path: str | Path) -> np.ndarray:
         raise BadInputError(f"{path}: date has type {date.type}, expected a timestamp")
     if date.null_count:
         raise BadInputError(f"{path}: date has {date.null_count} empty values")
-    ns = date.cast(pa.timestamp("ns", tz=date.type.tz)).cast(pa.int64()).to_numpy()
+    try:  # a date past 2262 does not fit int64 nanoseconds
+        ns = date.cast(pa.timestamp("ns", tz=date.type.tz)).cast(pa.int64()).to_numpy()
+    except pa.ArrowInvalid as exc:
+        raise BadInputError(f"{path}: date out of range: {exc}") from exc
     candles = np.empty(len(table), dtype=CANDLE_DTYPE)
     candles["open_time_ms"] = ns // _MS_TO_NS
     for name in names[1:]:
         column = table.column(name)
+        if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+            raise BadInputError(f"{path}: {name} has type {column.type}, expected numbers")
         if column.null_count:
             raise BadInputError(f"{path}: {name} has {column.null_count} empty values")
         candles[name] = column.to_numpy().astype(np.float64)
@@ -95,7 +101,9 @@ def load_trades_csv(path: str | Path, columns: Mapping[str, str] | None = None,
             raise BadInputError(f"{path}: row {line}: expected numbers in {picked}") from None
     stamp_ms, price, amount = table[:, 0], table[:, 1], table[:, 2]
     checks = ((~np.isfinite(table).all(axis=1), "not finite"), (price <= 0.0, "price <= 0"),
-              (amount < 0.0, "amount < 0"), (stamp_ms != np.round(stamp_ms), "not whole ms"))
+              (amount < 0.0, "amount < 0"), (stamp_ms != np.round(stamp_ms), "not whole ms"),
+              ((stamp_ms < 0) | (stamp_ms > MAX_OPEN_TIME_MS),
+               f"timestamp outside 0..{MAX_OPEN_TIME_MS} ms (1970 to 2200)"))
     for bad, why in checks:
         if bad.any():
             raise BadInputError(f"{path}: row {int(np.argmax(bad)) + 2}: {why}")
