@@ -150,7 +150,7 @@ def test_sigkill_of_the_executor_in_the_middle_of_a_scenario(tmp_path: Path, shm
             procs["executor"].wait()
             procs["executor"] = start_process("executor", *common, env=env, quiet=True)
             with pytest.raises(subprocess.TimeoutExpired):
-                procs["executor"].wait(timeout=RUN_S / 2)  # trading again after the restart
+                procs["executor"].wait(timeout=RUN_S)  # trading again after the restart
             exit_codes = _stop_in_order(procs)
             localnet.send_signal(signal.SIGTERM)
             exit_codes["localnet"] = localnet.wait(timeout=30)
