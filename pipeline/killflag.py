@@ -42,6 +42,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pipeline.config import PipelineConfig
 from pipeline.errors import OperationalError
 from pipeline.private_file import ForeignFileError, create_exclusive, open_existing
+from pipeline.ring import pid_alive
 from pipeline.trading_state import WRITTEN_MASK, Halt, names
 
 _MAGIC: Final = 0x3354415453445254  # b"TRDSTAT3" little-endian
@@ -103,18 +104,6 @@ def holds_pending_disable(path: Path) -> bool:
         os.close(fd)
     words = memoryview(header).cast("Q")
     return words[_W_MAGIC] != _MAGIC or bool(words[_W_PENDING])
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -330,7 +319,7 @@ class KillFlagReader:
         if self._words[_W_MAGIC] != _MAGIC:  # being re-made by a ledger of another version
             raise _StaleError(f"{_KIND} {self.path} is being re-initialised")
         pid = int(self._words[_W_PID])
-        if not _alive(pid):
+        if not pid_alive(pid):
             raise _StaleError(f"{_KIND} {self.path} was last written by ledger pid {pid}, "
                               "which is not running")
         if self._expected_run is not None:

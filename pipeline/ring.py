@@ -307,7 +307,8 @@ def unlink(spec_name: str, shm_dir: Path = Path("/dev/shm")) -> bool:
     return True
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with ``pid`` exists (it may belong to another user)."""
     if pid <= 0:
         return False
     try:
@@ -488,7 +489,7 @@ class RingReader:
         self._sleep_idx = base // 8 + 1
         self._words = self._seg.words
         holder = int(self._words[base // 8 + 2])
-        if self._words[base // 8 + 3] and holder != os.getpid() and _alive(holder):
+        if self._words[base // 8 + 3] and holder != os.getpid() and pid_alive(holder):
             self._seg.close()
             raise RingError(f"ring {spec.name}: reader {reader!r} is already attached by live "
                             f"process {holder}; two processes must not share a cursor")
