@@ -117,9 +117,13 @@ class Fate:
         for attempt, status in zip(attempts, answer.value, strict=True):
             if status is not None:
                 return await self._landed(attempt, status, market, guard)
-        for attempt in attempts:
-            if not attempt.expired:
-                await self._prove_expired(attempt)
+        open_attempts = [a for a in attempts if not a.expired]
+        if open_attempts:  # one height and slot for all of them
+            epoch = await self._retrier.call("getEpochInfo", lambda: self._rpc.get_epoch_info(
+                Confirmed))
+            for attempt in open_attempts:
+                await self._prove_expired(attempt, epoch.value.block_height,
+                                          epoch.value.absolute_slot)
         proven = [a.invalid_at_slot for a in attempts]
         if all(slot is not None and answer.context.slot >= slot for slot in proven):
             return Expired()
@@ -175,11 +179,9 @@ class Fate:
         deltas = deltas_between(attempt.before, after, attempt.fee)
         return _fill(str(attempt.signature), deltas, market, ReportDetail.FROM_BALANCE_CHANGE)
 
-    async def _prove_expired(self, attempt: Attempt) -> None:
-        """Set ``attempt.invalid_at_slot`` once the chain shows it can no longer land."""
-        epoch = await self._retrier.call("getEpochInfo", lambda: self._rpc.get_epoch_info(
-            Confirmed))
-        height, slot = epoch.value.block_height, epoch.value.absolute_slot
+    async def _prove_expired(self, attempt: Attempt, height: int, slot: int) -> None:
+        """Set ``attempt.invalid_at_slot`` once the chain (at ``height``, ``slot``) shows it
+        can no longer land."""
         if not attempt.last_valid_height:  # signed before heights were kept
             attempt.last_valid_height = height + BLOCKHASH_WINDOW
         if height <= attempt.last_valid_height:
