@@ -147,6 +147,11 @@ class RunConfig:
 
     heartbeat_interval_s: float = 0.5
     heartbeat_timeout_s: float = 2.0
+    # Silent this long, a child is declared hung (stopped or restarted). Longer than
+    # heartbeat_timeout_s on purpose: trading already halts at heartbeat_timeout_s (the
+    # trading state reads as stale), so a slow fsync or a busy host only pauses trading,
+    # while killing a process is kept for one that is really stuck.
+    hang_timeout_s: float = 10.0
     stop_timeout_s: float = 15.0
     start_timeout_s: float = 20.0
     on_hang: str = "stop"  # stop | restart
@@ -159,6 +164,10 @@ class RunConfig:
         require(0 < self.heartbeat_interval_s < self.heartbeat_timeout_s,
                 "run.heartbeat_interval_s", self.heartbeat_interval_s,
                 "must be positive and below run.heartbeat_timeout_s")
+        require(math.isfinite(self.hang_timeout_s)
+                and self.hang_timeout_s >= self.heartbeat_timeout_s,
+                "run.hang_timeout_s", self.hang_timeout_s,
+                "must be finite and at least run.heartbeat_timeout_s")
         for name in ("stop_timeout_s", "start_timeout_s"):
             value = getattr(self, name)
             require(math.isfinite(value) and value > 0, f"run.{name}", value,

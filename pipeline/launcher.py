@@ -4,8 +4,9 @@ Start order is ledger, executor, strategy, ingest (each waits for the previous o
 heartbeat, so the executor hears ``TRADE_ENABLED`` before the first intent); stop order is
 the reverse, each process draining before the next one is asked to stop, so every tick
 already read becomes an intent, every intent a report, every report a committed row.
-A child that dies unexpectedly stops the whole run with a non-zero exit; a child that stops
-heartbeating for ``run.heartbeat_timeout_s`` is reported and stopped or restarted.
+A child that dies unexpectedly stops the whole run with a non-zero exit. A child silent for
+``run.heartbeat_timeout_s`` is reported (trading already halts then: the trading state reads
+as stale); one silent for ``run.hang_timeout_s`` is declared hung and stopped or restarted.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Child:
     popen: subprocess.Popen[bytes] | None = None
     last_beat: dict[str, Any] = field(default_factory=dict)
     last_beat_at: float = 0.0
+    silence_reported: bool = False
     hung_reported: bool = False
 
 
@@ -128,7 +130,7 @@ class Launcher:
         child = self.children[name]
         child.popen = spawn(self._command(name), env, pass_fds=self.locks.fds_for(name))
         child.last_beat_at = time.monotonic()
-        child.hung_reported = False
+        child.silence_reported = child.hung_reported = False
         log.info("started %s (pid %d)", name, child.popen.pid,
                  extra={"event": "run.child_started", "child": name, "pid": child.popen.pid})
 
@@ -154,9 +156,9 @@ class Launcher:
             if child is not None and body.get("pid") == (child.popen.pid if child.popen else 0):
                 child.last_beat = body
                 child.last_beat_at = now
-                if child.hung_reported:
+                if child.silence_reported:
                     log.info("%s is heartbeating again", name, extra={"event": "run.recovered"})
-                    child.hung_reported = False
+                    child.silence_reported = False
 
     def _watch(self, events: EventSubscriber) -> None:
         self._absorb(events.receive(250))
@@ -169,7 +171,12 @@ class Launcher:
                                f"{self._last_error(child)}")
                 return
             silent_s = now - child.last_beat_at
-            if silent_s > self.config.run.heartbeat_timeout_s and not child.hung_reported:
+            if silent_s > self.config.run.heartbeat_timeout_s and not child.silence_reported:
+                child.silence_reported = True
+                log.warning("%s has not heartbeated for %.1f s; declared hung after %.0f s",
+                            child.name, silent_s, self.config.run.hang_timeout_s,
+                            extra={"event": "run.child_silent", "child": child.name})
+            if silent_s > self.config.run.hang_timeout_s and not child.hung_reported:
                 child.hung_reported = True
                 log.error("%s has not heartbeated for %.1f s (hung)", child.name, silent_s,
                           extra={"event": "run.child_hung", "child": child.name})

@@ -80,7 +80,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
                        PIPELINE__CONTROL__ENABLE_THRESHOLD="2")
     env.pop("PIPELINE__RISK__MAX_ORDERS_PER_S")  # from the file, so reload can change it
     # The launcher must not stop the run while a test freezes a process on purpose.
-    run_env = dict(env, PIPELINE__RUN__HEARTBEAT_TIMEOUT_S="60")
+    run_env = dict(env, PIPELINE__RUN__HEARTBEAT_TIMEOUT_S="60",
+                   PIPELINE__RUN__HANG_TIMEOUT_S="60")
     data_dir = root / "var"
     popen = subprocess.Popen(pipeline_cmd("run", "--data-dir", str(data_dir), "--config",
                                           str(config)), env=run_env, text=True,

@@ -1,6 +1,6 @@
 """A kill always lands: through a locked database, a removed kill flag, planted files.
 
-Real `pipeline run` (the launcher declares a process hung after run.heartbeat_timeout_s,
+Real `pipeline run` (the launcher reports a process silent after run.heartbeat_timeout_s,
 2 s), real `pipeline admin kill`, a real SQLite write lock held by another connection.
 """
 
@@ -63,7 +63,9 @@ class Run:
 @pytest.fixture
 def run(tmp_path: Path) -> Iterator[Run]:
     with scratch_shm_dir() as shm_dir:
-        env = pipeline_env(shm_dir)
+        # Hung at the first silent heartbeat timeout: the lock tests prove the ledger never
+        # goes silent while another connection holds the write lock.
+        env = pipeline_env(shm_dir, PIPELINE__RUN__HANG_TIMEOUT_S="2.0")
         data_dir = tmp_path / "var"
         popen = subprocess.Popen(pipeline_cmd("run", "--data-dir", str(data_dir)), env=env,
                                  text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

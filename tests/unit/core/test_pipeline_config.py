@@ -56,6 +56,7 @@ def test_only_the_offline_environments_trade_by_default() -> None:
     ({"ledger": {"busy_timeout_ms": 5000}}, "ledger.busy_timeout_ms"),
     ({"rings": {"ticks_capacity": 1 << 23}}, "rings.ticks_capacity"),
     ({"run": {"heartbeat_timeout_s": 0.6}}, "ledger.busy_timeout_ms"),
+    ({"run": {"hang_timeout_s": 1.0}}, "run.hang_timeout_s"),
 ])
 def test_bad_values_are_refused_naming_the_key(overrides: dict[str, object], key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -87,5 +88,5 @@ def test_a_lock_wait_longer_than_the_heartbeat_budget_names_both_keys() -> None:
     assert caught.value.key == "ledger.busy_timeout_ms"
     assert "run.heartbeat_timeout_s" in str(caught.value)
     relaxed = load_config(None, environ={}, overrides={
-        "ledger": {"busy_timeout_ms": 5000}, "run": {"heartbeat_timeout_s": 11.0}})
+        "ledger": {"busy_timeout_ms": 5000}, "run": {"heartbeat_timeout_s": 11.0, "hang_timeout_s": 11.0}})
     assert relaxed.ledger.busy_timeout_ms == 5000
