@@ -3,7 +3,10 @@
 The same objects the processes use (validator, :func:`load_strategy`, :class:`RiskEngine`,
 :class:`PaperVenue`) see the ticks in the same order with the same rules:
 
-- the strategy gets large batches (its contract: results do not depend on batching);
+- the strategy gets large batches for its indicators, while every decision is taken in
+  time order against a :class:`Replay` that has let every fill and reject up to that tick
+  happen first (:class:`~pipeline.strategy.api.Book`): orders, fills and PnL are the same
+  for any batch size;
 - the risk engine's price band is judged against the decision tick, as live with one tick
   per read, and its order-rate bucket runs on source time;
 - the paper venue fills each order at the first tick after its decision tick.
@@ -24,7 +27,8 @@ import numpy as np
 from pipeline.config import PipelineConfig
 from pipeline.executor.paper import PaperVenue
 from pipeline.ingest.validate import TickValidator
-from pipeline.records import REPORT_DTYPE, RejectReason
+from pipeline.records import REPORT_DTYPE, TICK_DTYPE, RejectReason
+from pipeline.strategy.api import Book
 from pipeline.strategy.loader import load_strategy
 from pipeline.strategy.risk import RiskEngine
 
@@ -58,59 +62,87 @@ def run_backtest(ticks: np.ndarray, config: PipelineConfig,
     ticks["seq"] = np.arange(len(ticks), dtype=np.uint64)
     ticks["ingest_ns"] = ticks["source_ts_ns"]
     strategy = load_strategy(config.strategy)
-    risk = RiskEngine(config.risk)
-    strategy.bind_exposure(risk.position)
-    clock = _SourceClock()
-    venue = PaperVenue(config.executor, clock_unix_ns=clock)
-    reports: list[np.ndarray] = []
-
-    def book(batch: np.ndarray) -> None:
-        """Keep a report batch and let risk see its fills and rejects, as live."""
-        reports.append(batch)
-        risk.on_reports(batch)
-
+    replay = Replay(RiskEngine(config.risk), config)
     timing = Timing()
-    next_order_id = 1
     started = time.perf_counter_ns()
     for start in range(0, len(ticks), batch_ticks):
         batch = ticks[start : start + batch_ticks]
         decided = time.perf_counter_ns()
-        intents = strategy.on_ticks(batch)
+        replay.begin(batch)
+        strategy.decide(batch, replay)
+        replay.until(len(batch) - 1)
         timing.decision_ns.append(time.perf_counter_ns() - decided)
         timing.batch_ticks.append(len(batch))
-        fed = 0  # ticks of this batch the risk engine and the venue have seen
-        if len(intents):
-            at = (intents["tick_seq"] - np.uint64(start)).astype(np.int64)
-            order = np.argsort(at, kind="stable")
-            intents, at = intents[order], at[order]
-            bounds = np.flatnonzero(np.diff(at)) + 1
-            for group in np.split(np.arange(len(at)), bounds):
-                k = int(at[group[0]])
-                upto = batch[fed : k + 1]
-                risk.on_ticks(upto)
-                book(_fill(venue, clock, upto))
-                fed = k + 1
-                now_ns = int(batch["source_ts_ns"][k])
-                accepted, _reasons = risk.check(intents[group], now_ns)
-                if len(accepted):
-                    accepted["client_order_id"] = np.arange(
-                        next_order_id, next_order_id + len(accepted), dtype=np.uint64)
-                    next_order_id += len(accepted)
-                    accepted["decision_ns"] = now_ns
-                    clock.now_ns = now_ns
-                    risk.opened(accepted)
-                    book(venue.submit(accepted, now_ns))
-        rest = batch[fed:]
-        risk.on_ticks(rest)
-        book(_fill(venue, clock, rest))
-    clock.now_ns = int(ticks["source_ts_ns"][-1]) if len(ticks) else 0
-    book(venue.cancel_all(RejectReason.SHUTDOWN))
+    reports = replay.finish(int(ticks["source_ts_ns"][-1]) if len(ticks) else 0)
     timing.elapsed_s = (time.perf_counter_ns() - started) / 1e9
-    merged = np.concatenate(reports) if reports else np.empty(0, dtype=REPORT_DTYPE)
+    risk = replay.risk
     return BacktestRun(
-        ticks=ticks, reports=merged,
+        ticks=ticks, reports=reports,
         risk_rejects={r.name.lower(): n for r, n in risk.reject_counts().items() if n},
         ticks_rejected={k: v for k, v in validator.rejected.items() if v}, timing=timing)
+
+
+class Replay(Book):
+    """The risk engine and the paper venue, brought up to each decision tick on demand.
+
+    At every tick the venue first completes what was decided before it, then the strategy
+    decides: a decision sees every fill and reject that precedes it in time, and its own
+    orders fill at the next tick.
+    """
+
+    def __init__(self, risk: RiskEngine, config: PipelineConfig) -> None:
+        self.risk = risk
+        self._clock = _SourceClock()
+        self._venue = PaperVenue(config.executor, clock_unix_ns=self._clock)
+        self._reports: list[np.ndarray] = []
+        self._batch: np.ndarray = np.empty(0, dtype=TICK_DTYPE)
+        self._fed = 0  # ticks of the batch the risk engine and the venue have seen
+        self._next_order_id = 1
+
+    def begin(self, batch: np.ndarray) -> None:
+        self._batch, self._fed = batch, 0
+
+    def until(self, position: int) -> None:
+        if position < self._fed:
+            return
+        upto = self._batch[self._fed : position + 1]
+        self._fed = position + 1
+        self.risk.on_ticks(upto)
+        self._clock.now_ns = int(upto["source_ts_ns"][0])  # pending orders fill at the first
+        self._book(self._venue.on_ticks(upto))
+
+    def position(self, symbol_id: int) -> float:
+        return self.risk.position(symbol_id)
+
+    def working(self, symbol_id: int) -> bool:
+        return self.risk.working(symbol_id)
+
+    def send(self, intents: np.ndarray) -> None:
+        now_ns = int(self._batch["source_ts_ns"][self._fed - 1])
+        accepted, _reasons = self.risk.check(intents, now_ns)
+        if not len(accepted):
+            return
+        accepted["client_order_id"] = np.arange(
+            self._next_order_id, self._next_order_id + len(accepted), dtype=np.uint64)
+        self._next_order_id += len(accepted)
+        accepted["decision_ns"] = now_ns
+        self._clock.now_ns = now_ns
+        self.risk.opened(accepted)
+        self._book(self._venue.submit(accepted, now_ns))
+
+    def finish(self, end_ns: int) -> np.ndarray:
+        """Cancel what is still pending at the end of the data; every report, in order."""
+        self._clock.now_ns = end_ns
+        self._book(self._venue.cancel_all(RejectReason.SHUTDOWN))
+        if not self._reports:
+            return np.empty(0, dtype=REPORT_DTYPE)
+        return np.concatenate(self._reports)
+
+    def _book(self, reports: np.ndarray) -> None:
+        """Keep a report batch and let risk see its fills and rejects, as live."""
+        if len(reports):
+            self._reports.append(reports)
+            self.risk.on_reports(reports)
 
 
 class _SourceClock:
@@ -121,9 +153,3 @@ class _SourceClock:
 
     def __call__(self) -> int:
         return self.now_ns
-
-
-def _fill(venue: PaperVenue, clock: _SourceClock, ticks: np.ndarray) -> np.ndarray:
-    if len(ticks):
-        clock.now_ns = int(ticks["source_ts_ns"][0])  # pending orders fill at the first
-    return venue.on_ticks(ticks)

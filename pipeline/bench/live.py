@@ -47,7 +47,7 @@ def live_env(shm_dir: Path, rate_hz: float) -> dict[str, str]:
     env.update({
         "PIPELINE__INGEST__FEED": '"synthetic"',
         "PIPELINE__INGEST__RATE_HZ": str(rate_hz),
-        "PIPELINE__STRATEGY__PARAMS": "{ fast = 2, slow = 4, quantity = 1.0 }",
+        "PIPELINE__STRATEGY__PARAMS": "{ fast = 2, slow = 4, quantity = 1.0, bar_s = 0.0 }",
         "PIPELINE__RISK__MAX_ORDERS_PER_S": "100000",
         "PIPELINE__METRICS__PORTS": "{ ingest = 0, strategy = 0, executor = 0, ledger = 0 }",
         "PIPELINE__RINGS__SHM_DIR": f'"{shm_dir}"',

@@ -22,6 +22,7 @@ from pipeline.bench.live import WARMUP_NS, _windows
 from pipeline.bench.throughput import _CTX
 from pipeline.ingest.synthetic import SyntheticFeed
 from pipeline.records import INTENT_DTYPE, TICK_DTYPE
+from pipeline.strategy.api import Book
 from pipeline.strategy.config import RiskConfig
 from pipeline.strategy.ema_cross import EmaCross
 from pipeline.strategy.risk import RiskEngine
@@ -84,19 +85,42 @@ def _middle(ticks_addr: str, intents_addr: str) -> None:
     pull.bind(ticks_addr)
     push = context.socket(zmq.PUSH)
     push.connect(intents_addr)
-    strategy = EmaCross(fast=2, slow=4, quantity=1.0, symbol_id=1)
+    strategy = EmaCross(fast=2, slow=4, quantity=1.0, symbol_id=1, bar_s=0.0)
     risk = RiskEngine(RiskConfig(max_orders_per_s=100000.0))
+    book = _FilledAtOnce(risk, push)
     while (message := pull.recv()) != _STOP:
         ticks = np.frombuffer(message, dtype=TICK_DTYPE)
         risk.on_ticks(ticks)
-        intents = strategy.on_ticks(ticks)
-        if len(intents):
-            accepted, _ = risk.check(intents, time.monotonic_ns())
-            if len(accepted):
-                accepted["decision_ns"] = time.monotonic_ns()
-                push.send(accepted.tobytes(), copy=True)
+        strategy.decide(ticks, book)
     push.send(_STOP)
     context.destroy(linger=1000)
+
+
+class _FilledAtOnce(Book):
+    """No executor answers in this chain: every sent order counts as filled at once."""
+
+    def __init__(self, risk: RiskEngine, push: zmq.Socket[bytes]) -> None:
+        self._risk, self._push = risk, push
+        self._held: dict[int, float] = {}
+
+    def until(self, position: int) -> None:
+        """Nothing to replay: fills are assumed when sent."""
+
+    def position(self, symbol_id: int) -> float:
+        return self._held.get(symbol_id, 0.0)
+
+    def working(self, symbol_id: int) -> bool:
+        return False
+
+    def send(self, intents: np.ndarray) -> None:
+        accepted, _ = self._risk.check(intents, time.monotonic_ns())
+        if len(accepted):
+            accepted["decision_ns"] = time.monotonic_ns()
+            self._push.send(accepted.tobytes(), copy=True)
+            for symbol, signed in zip(accepted["symbol_id"].tolist(),
+                                      (accepted["side"] * accepted["quantity"]).tolist(),
+                                      strict=True):
+                self._held[symbol] = self._held.get(symbol, 0.0) + signed
 
 
 def _sink(address: str, conn: Connection) -> None:

@@ -1,32 +1,36 @@
 """How to write a strategy.
 
-A strategy is a class derived from :class:`Strategy` with one method, ``on_ticks``. The
-strategy process reads a batch of ticks from the tick ring (``TICK_DTYPE`` records, in
-sequence order, possibly for several symbols), calls ``on_ticks(ticks)`` and sends what it
-returns (``INTENT_DTYPE`` records) through the risk engine to the executor.
+A strategy turns ticks (``TICK_DTYPE`` records, in sequence order, possibly for several
+symbols) into order intents (``INTENT_DTYPE``). The strategy process and ``pipeline
+backtest`` both call :meth:`Strategy.decide` with a batch of ticks and a :class:`Book`: the
+process with the few ticks of one ring read, the backtest with thousands. Decisions must not
+depend on how the stream was cut into batches, and that holds by construction for both kinds
+of strategy:
 
-Rules:
+- :class:`TargetStrategy` (the built-ins): say, per tick, which position you want to hold
+  (``targets``, vectorised with numpy). The framework walks the batch in time order and,
+  whenever nothing of the symbol is working, orders the difference between that target and
+  the position really held: every fill and reject that precedes a decision in time is seen
+  by it, whatever the batch size, because only the indicators are computed a batch at a
+  time.
+- :class:`OrderStrategy`: return intents from ``on_ticks`` without looking at the position
+  (a position-blind signal). They are checked and sent in time order at their ticks.
 
-- Work on the whole batch with numpy; no Python loop over ticks. A batch may hold one tick
-  (live) or a million (backtest), and the result must not depend on how the stream was cut
-  into batches: keep whatever state you need (last values, running sums) between calls.
-- Fill ``symbol_id``, ``side`` (+1 buy, -1 sell), ``quantity`` (> 0, base units),
-  ``limit_price`` (worst acceptable price), ``order_type`` and, from the tick that caused
-  the decision, ``tick_seq`` and ``tick_ingest_ns``. Leave ``client_order_id`` and
-  ``decision_ns`` at 0: the process stamps them. :func:`make_intents` does all of this.
-- You never see fills. The risk engine may reject intents (position, notional, rate and
-  price-band limits), so think of your outputs as requests, not trades.
-- The constructor receives ``symbol_id`` (from ``strategy.symbol_id``) and the keyword
-  arguments in ``strategy.params``; raise ``ValueError`` for bad values.
+In both, work on the whole batch with numpy, no Python loop over ticks; keep whatever state
+you need (last values, running sums) between calls, the same whatever the batch size
+(:mod:`pipeline.strategy.rolling` does this bit for bit). The risk engine may reject intents
+(position, notional, rate and price-band limits), so outputs are requests, not trades. The
+constructor receives ``symbol_id`` (from ``strategy.symbol_id``) and the keyword arguments in
+``strategy.params``; raise ``ValueError`` for bad values.
 
 Example: buy ``quantity`` whenever the price drops more than ``drop_bps`` between two
 consecutive ticks of the symbol::
 
     import numpy as np
     from pipeline.records import Side
-    from pipeline.strategy.api import Strategy, limit_prices, make_intents
+    from pipeline.strategy.api import OrderStrategy, limit_prices, make_intents
 
-    class BuyTheDip(Strategy):
+    class BuyTheDip(OrderStrategy):
         def __init__(self, symbol_id: int = 1, drop_bps: float = 50.0,
                      quantity: float = 1.0) -> None:
             self.symbol_id, self.drop_bps, self.quantity = symbol_id, drop_bps, quantity
@@ -44,58 +48,132 @@ consecutive ticks of the symbol::
                                 limit_prices(price[dip], side, slippage_bps=20.0))
 
 Run it with ``[strategy] name = "my_package.dips:BuyTheDip"`` and
-``params = {drop_bps = 30.0}``. Strategies that hold a target position can use
-:func:`target_orders`, which turns a per-tick target into the orders that move to it, and
-:meth:`Strategy.held` and :meth:`Strategy.working` to move from what is really held.
+``params = {drop_bps = 30.0}``.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+import math
+from typing import Protocol
 
 import numpy as np
 
-from pipeline.records import INTENT_DTYPE, OrderType, Side, empty
+from pipeline.records import INTENT_DTYPE, OrderType, empty
 
-_SCALAR_MAX = 16  # ticks per batch below which plain Python beats numpy's per-call overhead
+
+class Book(Protocol):
+    """The world a decision sees: fills and rejects up to the tick being decided on.
+
+    The backtest engine replays the paper venue and the risk engine up to that tick; the
+    strategy process has already applied every report the executor sent (they arrive
+    between ring reads), so its ``until`` has nothing to do.
+    """
+
+    def until(self, position: int) -> None:
+        """Let everything up to and including tick ``position`` of the batch happen."""
+
+    def position(self, symbol_id: int) -> float:
+        """Base units held of ``symbol_id``."""
+
+    def working(self, symbol_id: int) -> bool:
+        """True while an order of ``symbol_id`` is open."""
+
+    def send(self, intents: np.ndarray) -> None:
+        """Check and send ``intents``, decided at the tick of the last ``until``."""
 
 
 class Strategy(abc.ABC):
-    """Turns batches of ticks into order intents; see the module docstring."""
+    """Decides on batches of ticks; see the module docstring for the two kinds."""
 
-    _exposure: Callable[[int], float] | None = None
-    _working: Callable[[int], bool] | None = None
+    @abc.abstractmethod
+    def decide(self, ticks: np.ndarray, book: Book) -> None:
+        """Send, through ``book``, the intents decided on this batch, in time order."""
+
+
+class OrderStrategy(Strategy):
+    """A position-blind strategy: intents from ticks alone."""
 
     @abc.abstractmethod
     def on_ticks(self, ticks: np.ndarray) -> np.ndarray:
-        """Return the ``INTENT_DTYPE`` records decided on this batch of ``TICK_DTYPE`` ticks."""
+        """The ``INTENT_DTYPE`` records decided on this batch of ``TICK_DTYPE`` ticks."""
 
-    def bind_exposure(self, exposure: Callable[[int], float],
-                      working: Callable[[int], bool] | None = None) -> None:
-        """Size orders against what is really held or in flight (filled + open orders).
+    def decide(self, ticks: np.ndarray, book: Book) -> None:
+        intents = self.on_ticks(ticks)
+        if not len(intents):
+            return
+        at = np.searchsorted(ticks["seq"], intents["tick_seq"])
+        order = np.argsort(at, kind="stable")
+        intents, at = intents[order], at[order]
+        bounds = np.flatnonzero(np.diff(at)) + 1
+        for group in np.split(np.arange(len(at)), bounds):
+            book.until(int(at[group[0]]))
+            book.send(intents[group])
 
-        The strategy process and the backtest bind the risk engine's exposure here, so a
-        target-based strategy whose order was rejected sends the difference again instead
-        of believing it holds the target. Unbound (unit tests, research) a strategy trades
-        against its own previous target.
 
-        ``working`` (bound by the live strategy process) tells whether an order of the
-        symbol is still open. A target strategy waits for it to end before it orders again:
-        a real venue cannot sell what a buy has not delivered yet, and a fill that differs
-        from the order (a swap's output) is only known when it ends. Backtests fill at the
-        next tick and leave it unbound.
-        """
-        self._exposure = exposure
-        self._working = working
+class TargetStrategy(Strategy):
+    """Holds a target position of one symbol; the framework orders the difference.
 
-    def working(self, symbol_id: int) -> bool:
-        """True while an order of ``symbol_id`` is open (always False when unbound)."""
-        return self._working is not None and self._working(symbol_id)
+    Each order is one limit order, ``limit_slippage_bps`` through the tick price, for the
+    difference between the target and what is held, sent only while nothing of the symbol is
+    working (a real venue cannot sell what a buy has not delivered yet, and a swap's output
+    is only known when it ends). Differences below ``min_quantity`` are left alone: a swap
+    rarely delivers the exact amount ordered, and chasing the dust would be an endless
+    stream of tiny orders.
+    """
 
-    def held(self, symbol_id: int, previous_target: float) -> float:
-        """The position to move from: the bound exposure, else ``previous_target``."""
-        return previous_target if self._exposure is None else self._exposure(symbol_id)
+    def __init__(self, *, symbol_id: int, quantity: float, limit_slippage_bps: float,
+                 min_quantity: float | None) -> None:
+        if not (np.isfinite(quantity) and quantity > 0):
+            raise ValueError(f"quantity must be a finite number > 0, got {quantity}")
+        if not (np.isfinite(limit_slippage_bps) and limit_slippage_bps >= 0):
+            raise ValueError(f"limit_slippage_bps must be >= 0, got {limit_slippage_bps}")
+        self.symbol_id = symbol_id
+        self.quantity = float(quantity)
+        self.slippage = float(limit_slippage_bps) / 1e4
+        self.min_quantity = min_order_quantity(min_quantity, quantity)
+
+    @abc.abstractmethod
+    def targets(self, ticks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(positions in ``ticks`` of this symbol's ticks, the target after each; NaN: no
+        opinion, keep what is held)."""
+
+    def decide(self, ticks: np.ndarray, book: Book) -> None:
+        index, target = self.targets(ticks)
+        if not index.size:
+            return
+        # Held changes only through our own orders, so between two changes of the target
+        # nothing new can be decided once the book holds it: jump to the next change.
+        same = target[1:] == target[:-1]
+        same |= np.isnan(target[1:]) & np.isnan(target[:-1])
+        changes = (np.flatnonzero(~same) + 1).tolist()
+        targets = target.tolist()
+        positions = index.tolist()
+        symbol, n, step, p = self.symbol_id, len(positions), 0, 0
+        while p < n:
+            k = positions[p]
+            book.until(k)
+            wanted = targets[p]
+            if book.working(symbol) or math.isnan(wanted):  # NaN: no opinion
+                p += 1
+                continue
+            delta = wanted - book.position(symbol)
+            if delta != 0.0 and abs(delta) >= self.min_quantity:
+                book.send(self._order(ticks[k], delta))
+                p += 1
+                continue
+            while step < len(changes) and changes[step] <= p:
+                step += 1
+            p = changes[step] if step < len(changes) else n
+
+    def _order(self, tick: np.void, delta: float) -> np.ndarray:
+        """One limit order for ``delta`` (signed base units), priced off ``tick``."""
+        side = 1 if delta > 0.0 else -1
+        seq, ingest_ns, _, price, _, symbol_id, _, _ = tick.item()
+        intent = empty(INTENT_DTYPE, 1)
+        intent[0] = (0, seq, ingest_ns, 0, abs(delta), price * (1.0 + side * self.slippage),
+                     symbol_id, side, int(OrderType.LIMIT), 0)
+        return intent
 
 
 def make_intents(
@@ -131,59 +209,3 @@ def min_order_quantity(min_quantity: float | None, quantity: float) -> float:
 def limit_prices(price: np.ndarray, side: np.ndarray, slippage_bps: float) -> np.ndarray:
     """Worst acceptable prices: ``slippage_bps`` above ``price`` for buys, below for sells."""
     return price * (1.0 + side * (slippage_bps / 1e4))
-
-
-def target_orders(
-    ticks: np.ndarray,
-    index: np.ndarray,
-    target: np.ndarray,
-    previous_target: float,
-    slippage_bps: float,
-    *,
-    min_quantity: float = 0.0,
-) -> np.ndarray:
-    """Orders that move the position to ``target`` (one per tick ``index``) as it changes.
-
-    ``previous_target`` is the target after the last tick of the previous batch. Each change
-    becomes one limit order for the difference, priced off the tick that caused it; a
-    difference below ``min_quantity`` is no order (a swap rarely delivers the exact amount
-    ordered: chasing the dust would be an endless stream of tiny orders).
-    """
-    if index.size <= _SCALAR_MAX:
-        return _target_orders_scalar(ticks, index, target, previous_target, slippage_bps,
-                                     min_quantity=min_quantity)
-    delta = target - np.concatenate(([previous_target], target[:-1]))
-    changed = np.flatnonzero((delta != 0.0) & (np.abs(delta) >= min_quantity))
-    side = np.where(delta[changed] > 0.0, Side.BUY, Side.SELL).astype(np.int8)
-    price = ticks["price"][index[changed]]
-    return make_intents(
-        ticks, index[changed], side, np.abs(delta[changed]), limit_prices(price, side, slippage_bps)
-    )
-
-
-def _target_orders_scalar(
-    ticks: np.ndarray,
-    index: np.ndarray,
-    target: np.ndarray,
-    previous_target: float,
-    slippage_bps: float,
-    *,
-    min_quantity: float,
-) -> np.ndarray:
-    """:func:`target_orders` for live-sized batches in plain Python: the same float
-    operations (difference, sign, ``price * (1 + side * slippage)``), identical records,
-    without a dozen numpy calls per tick."""
-    changes = []
-    previous = previous_target
-    for k, value in zip(index.tolist(), target.tolist(), strict=True):
-        delta = value - previous
-        previous = value
-        if delta != 0.0 and abs(delta) >= min_quantity:
-            changes.append((k, 1 if delta > 0.0 else -1, abs(delta)))
-    intents = empty(INTENT_DTYPE, len(changes))
-    slippage = slippage_bps / 1e4
-    for j, (k, side, quantity) in enumerate(changes):
-        seq, ingest_ns, _, price, _, symbol_id, _, _ = ticks[k].item()
-        intents[j] = (0, seq, ingest_ns, 0, quantity, price * (1.0 + side * slippage),
-                      symbol_id, side, int(OrderType.LIMIT), 0)
-    return intents

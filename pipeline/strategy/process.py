@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -35,12 +35,34 @@ from pipeline.reattach import follow
 from pipeline.records import RejectReason
 from pipeline.ring import RingReader, RingWriter
 from pipeline.runtime import Runtime, Service
+from pipeline.strategy.api import Book
 from pipeline.strategy.loader import load_strategy
 from pipeline.strategy.refusals import PAUSED_TOPIC, SymbolEvent
 from pipeline.strategy.risk import RiskEngine
 from pipeline.trading_state import describe, names, primary
 
 _BATCH_MAX = 4096
+
+
+class LiveBook(Book):
+    """The live world of a decision: the risk engine, which has applied every report read
+    before the batch (reports arrive between ring reads, so nothing is left to replay)."""
+
+    def __init__(self, risk: RiskEngine, send: Callable[[np.ndarray], None]) -> None:
+        self._risk = risk
+        self._send = send
+
+    def until(self, position: int) -> None:
+        """Reports already applied: nothing happens between the ticks of one read."""
+
+    def position(self, symbol_id: int) -> float:
+        return self._risk.position(symbol_id)
+
+    def working(self, symbol_id: int) -> bool:
+        return self._risk.working(symbol_id)
+
+    def send(self, intents: np.ndarray) -> None:
+        self._send(intents)
 
 
 class StrategyService(Service):
@@ -50,7 +72,7 @@ class StrategyService(Service):
         self.spin_us = config.strategy.spin_us
         self._strategy = load_strategy(config.strategy)
         self._risk = RiskEngine(config.risk)
-        self._strategy.bind_exposure(self._risk.position, self._risk.working)
+        self._book = LiveBook(self._risk, self._decided)
         self._ticks = RingReader(runtime.rings.ticks, "strategy", **runtime.ring_kwargs())
         self._intents = RingWriter(
             runtime.rings.intents,
@@ -116,9 +138,7 @@ class StrategyService(Service):
         self.ticks_seen += len(ticks)
         self._apply_reports()
         self._risk.on_ticks(ticks)
-        intents = self._strategy.on_ticks(ticks)
-        if len(intents):
-            self._decided(intents)
+        self._strategy.decide(ticks, self._book)
         self._announce()  # pauses come with reports, cool-downs end in checks
         return True
 
@@ -233,7 +253,6 @@ class StrategyService(Service):
                     if config.strategy != self._runtime.config.strategy else None)
         self._risk.reconfigure(config.risk)
         if strategy is not None:
-            strategy.bind_exposure(self._risk.position, self._risk.working)
             self._strategy = strategy
 
     def _pause(self, _args: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -16,7 +16,7 @@ from pipeline.config import PROCESSES
 FAST_TRADING = {
     # Fast enough to trade many times in a few seconds, on real replayed SOL prices.
     "PIPELINE__INGEST__RATE_HZ": "2000",
-    "PIPELINE__STRATEGY__PARAMS": "{ fast = 5, slow = 20, quantity = 1.0 }",
+    "PIPELINE__STRATEGY__PARAMS": "{ fast = 5, slow = 20, quantity = 1.0, bar_s = 0.0 }",
     "PIPELINE__RISK__MAX_ORDERS_PER_S": "1000",
     "PIPELINE__METRICS__PORTS": "{ ingest = 0, strategy = 0, executor = 0, ledger = 0 }",
 }

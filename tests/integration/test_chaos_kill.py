@@ -43,7 +43,8 @@ def _write_seq(shm_dir: Path, suffix: str) -> int:
 def test_random_sigkills_lose_and_double_nothing(tmp_path: Path, shm_dir: Path) -> None:
     data_dir = tmp_path / "var"
     env = pipeline_env(shm_dir, PIPELINE_CHILD="1", PIPELINE__INGEST__RATE_HZ="3000",
-                       PIPELINE__STRATEGY__PARAMS="{ fast = 2, slow = 4, quantity = 1.0 }")
+                       PIPELINE__STRATEGY__PARAMS="{ fast = 2, slow = 4, quantity = 1.0, "
+                                                  "bar_s = 0.0 }")
     database = data_dir / "ledger-paper.sqlite"
     procs = {name: start_process(name, "--data-dir", str(data_dir), env=env, quiet=True)
              for name in PROCESSES}

@@ -35,7 +35,8 @@ def test_ledger_killed_mid_commit_loses_and_doubles_nothing(tmp_path: Path,
                                                             shm_dir: Path) -> None:
     data_dir = tmp_path / "var"
     env = pipeline_env(shm_dir, PIPELINE_CHILD="1", PIPELINE__INGEST__RATE_HZ="5000",
-                       PIPELINE__STRATEGY__PARAMS="{ fast = 2, slow = 4, quantity = 1.0 }")
+                       PIPELINE__STRATEGY__PARAMS="{ fast = 2, slow = 4, quantity = 1.0, "
+                                                  "bar_s = 0.0 }")
     database = data_dir / "ledger-paper.sqlite"
     procs = {name: start_process(name, "--data-dir", str(data_dir), env=env)
              for name in PROCESSES}

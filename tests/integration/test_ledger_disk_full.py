@@ -84,7 +84,8 @@ def test_full_disk_stops_new_orders_and_loses_nothing(tmp_path: Path, shm_dir: P
     database.symlink_to(small_disk / "ledger.sqlite")  # SQLite puts -wal/-shm beside the target
     logs = data_dir / "logs"
     env = pipeline_env(shm_dir, PIPELINE_CHILD="1", PIPELINE__INGEST__RATE_HZ="2000",
-                       PIPELINE__STRATEGY__PARAMS="{ fast = 2, slow = 4, quantity = 1.0 }",
+                       PIPELINE__STRATEGY__PARAMS="{ fast = 2, slow = 4, quantity = 1.0, "
+                                                  "bar_s = 0.0 }",
                        PIPELINE__LEDGER__STALL_THRESHOLD_S="0.5",
                        PIPELINE__LEDGER__COMMIT_RETRY_MAX_S="0.2")
     procs = {name: start_process(name, "--data-dir", str(data_dir), env=env)

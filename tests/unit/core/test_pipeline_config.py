@@ -88,5 +88,6 @@ def test_a_lock_wait_longer_than_the_heartbeat_budget_names_both_keys() -> None:
     assert caught.value.key == "ledger.busy_timeout_ms"
     assert "run.heartbeat_timeout_s" in str(caught.value)
     relaxed = load_config(None, environ={}, overrides={
-        "ledger": {"busy_timeout_ms": 5000}, "run": {"heartbeat_timeout_s": 11.0, "hang_timeout_s": 11.0}})
+        "ledger": {"busy_timeout_ms": 5000},
+        "run": {"heartbeat_timeout_s": 11.0, "hang_timeout_s": 11.0}})
     assert relaxed.ledger.busy_timeout_ms == 5000

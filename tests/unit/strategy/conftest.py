@@ -40,3 +40,4 @@ def random_walk() -> Callable[[int, int], np.ndarray]:
         return 150.0 * np.exp(np.cumsum(rng.normal(0.0, 2e-3, n)))
 
     return walk
+

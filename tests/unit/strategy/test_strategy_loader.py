@@ -17,9 +17,9 @@ from pipeline.strategy.zscore import ZScoreReversion
 _USER_MODULE = """
 import numpy as np
 from pipeline.records import INTENT_DTYPE, empty
-from pipeline.strategy.api import Strategy
+from pipeline.strategy.api import OrderStrategy
 
-class Quiet(Strategy):
+class Quiet(OrderStrategy):
     def __init__(self, symbol_id: int, level: float = 1.0) -> None:
         self.symbol_id, self.level = symbol_id, level
 

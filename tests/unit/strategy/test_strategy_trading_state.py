@@ -57,7 +57,8 @@ class Parts:
 def parts(tmp_path: Path, shm_dir: Path) -> Iterator[Parts]:
     config = load_config(None, environ={}, overrides={
         "data_dir": str(tmp_path / "var"), "rings": {"shm_dir": str(shm_dir)},
-        "strategy": {"name": "ema_cross", "params": {"fast": 2, "slow": 4, "quantity": 1.0}}})
+        "strategy": {"name": "ema_cross", "params": {"fast": 2, "slow": 4, "quantity": 1.0,
+                                                    "bar_s": 0.0}}})
     runtime = Runtime.build(config, "strategy", to_stderr=False)
     ledger = KillFlagWriter(flag_path(shm_dir, config.paths.ring_prefix),
                             run_id=runtime.run_id, log=runtime.log)
