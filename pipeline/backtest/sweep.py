@@ -133,9 +133,9 @@ def rank(rows: Sequence[SweepRow], metric: str = DEFAULT_METRIC) -> list[SweepRo
     Highest first, except for :data:`LOWER_IS_BETTER` metrics. The order is total, so the
     same rows always rank the same way.
     """
-    if not any(row.summary is not None and metric in row.summary for row in rows) and any(
-            row.summary is not None for row in rows):
-        known = sorted({key for row in rows if row.summary for key, value in row.summary.items()
+    summaries = [row.summary for row in rows if row.summary is not None]
+    if summaries and not any(metric in summary for summary in summaries):
+        known = sorted({key for summary in summaries for key, value in summary.items()
                         if _number(value) is not None})
         raise BadInputError(f"cannot rank by {metric!r}; one of {', '.join(known)}")
     sign = 1.0 if metric in LOWER_IS_BETTER else -1.0

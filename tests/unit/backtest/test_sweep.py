@@ -97,6 +97,12 @@ def test_an_invalid_combination_is_a_row_with_its_error() -> None:
     assert rows[0].fills == 0
     assert rows[0].error is not None
     assert "need 1 <= fast < slow" in rows[0].error
+    # The config's own checks count too: symbol_id is not a strategy parameter.
+    (row,) = run_sweep(_bundled_ticks(), _config(), {"symbol_id": [2]}, source="b")
+    assert row.error is not None
+    assert "set strategy.symbol_id instead" in row.error
+    with pytest.raises(BadInputError, match="workers must be >= 1"):
+        run_sweep(_bundled_ticks(), _config(), GRID, workers=0, source="b")
 
 
 def _row(fast: int, pnl: float | None, drawdown: float = 1.0) -> SweepRow:
