@@ -76,7 +76,10 @@ def run_project(ticks: np.ndarray, fast: int, slow: int, fee_bps: float) -> Resu
     config = load_config(None, environ={}, overrides={
         "strategy": {"name": "ema_cross", "params": {
             "fast": fast, "slow": slow, "quantity": 1.0,
-            "limit_slippage_bps": LIMIT_SLIPPAGE_BPS}},
+            # One tick per candle, its close: each tick is a bar that closes at once, the
+            # decision on close k, as backtesting.py's next() (a 60 s bar would only close
+            # at the next candle's tick, one candle later).
+            "bar_s": 0.0, "limit_slippage_bps": LIMIT_SLIPPAGE_BPS}},
         "executor": {"venue": "paper", "slippage_bps": 0.0, "fee_bps": fee_bps},
         # The price band must admit limits LIMIT_SLIPPAGE_BPS through the tick price.
         "risk": {"price_band_bps": 5 * LIMIT_SLIPPAGE_BPS},
