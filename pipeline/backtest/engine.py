@@ -70,7 +70,7 @@ def run_backtest(ticks: np.ndarray, config: PipelineConfig,
         decided = time.perf_counter_ns()
         replay.begin(batch)
         strategy.decide(batch, replay)
-        replay.until(len(batch) - 1)
+        replay.end_batch()
         timing.decision_ns.append(time.perf_counter_ns() - decided)
         timing.batch_ticks.append(len(batch))
     reports = replay.finish(int(ticks["source_ts_ns"][-1]) if len(ticks) else 0)
@@ -94,22 +94,36 @@ class Replay(Book):
         self.risk = risk
         self._clock = _SourceClock()
         self._venue = PaperVenue(config.executor, clock_unix_ns=self._clock)
-        self._reports: list[np.ndarray] = []
+        self._reports = np.zeros(1024, dtype=REPORT_DTYPE)  # grown by doubling
+        self._report_count = 0
         self._batch: np.ndarray = np.empty(0, dtype=TICK_DTYPE)
-        self._fed = 0  # ticks of the batch the risk engine and the venue have seen
+        self._fed = 0  # ticks of the batch the venue has seen
+        self._priced = 0  # ticks of the batch the risk engine has seen
         self._next_order_id = 1
 
     def begin(self, batch: np.ndarray) -> None:
-        self._batch, self._fed = batch, 0
+        self._batch, self._fed, self._priced = batch, 0, 0
 
     def until(self, position: int) -> None:
         if position < self._fed:
             return
-        upto = self._batch[self._fed : position + 1]
-        self._fed = position + 1
-        self.risk.on_ticks(upto)
-        self._clock.now_ns = int(upto["source_ts_ns"][0])  # pending orders fill at the first
-        self._book(self._venue.on_ticks(upto))
+        start, self._fed = self._fed, position + 1
+        if self._venue.pending:  # else the venue has nothing to do with these ticks
+            upto = self._batch[start : self._fed]
+            self._clock.now_ns = int(upto["source_ts_ns"][0])  # pending orders fill at the first
+            self._book(self._venue.on_ticks(upto))
+
+    def end_batch(self) -> None:
+        """Everything in the batch has happened; the risk engine knows its last prices."""
+        self.until(len(self._batch) - 1)
+        self._price()
+
+    def _price(self) -> None:
+        """The risk engine's price band needs the last price of each symbol: read lazily,
+        once per decision rather than once per tick."""
+        if self._priced < self._fed:
+            self.risk.on_ticks(self._batch[self._priced : self._fed])
+            self._priced = self._fed
 
     def position(self, symbol_id: int) -> float:
         return self.risk.position(symbol_id)
@@ -118,6 +132,7 @@ class Replay(Book):
         return self.risk.working(symbol_id)
 
     def send(self, intents: np.ndarray) -> None:
+        self._price()
         now_ns = int(self._batch["source_ts_ns"][self._fed - 1])
         accepted, _reasons = self.risk.check(intents, now_ns)
         if not len(accepted):
@@ -134,15 +149,21 @@ class Replay(Book):
         """Cancel what is still pending at the end of the data; every report, in order."""
         self._clock.now_ns = end_ns
         self._book(self._venue.cancel_all(RejectReason.SHUTDOWN))
-        if not self._reports:
-            return np.empty(0, dtype=REPORT_DTYPE)
-        return np.concatenate(self._reports)
+        return self._reports[: self._report_count].copy()
 
     def _book(self, reports: np.ndarray) -> None:
         """Keep a report batch and let risk see its fills and rejects, as live."""
-        if len(reports):
-            self._reports.append(reports)
-            self.risk.on_reports(reports)
+        n = len(reports)
+        if not n:
+            return
+        end = self._report_count + n
+        if end > len(self._reports):
+            grown = np.zeros(max(2 * len(self._reports), end), dtype=REPORT_DTYPE)
+            grown[: self._report_count] = self._reports[: self._report_count]
+            self._reports = grown
+        self._reports[self._report_count : end] = reports
+        self._report_count = end
+        self.risk.on_reports(reports)
 
 
 class _SourceClock:

@@ -13,7 +13,7 @@ from typing import Final
 
 import numpy as np
 
-from pipeline.records import OrderStatus, RejectReason
+from pipeline.records import REPORT_DTYPE, OrderStatus, RejectReason
 from pipeline.strategy.config import RiskConfig
 from pipeline.strategy.refusals import RefusalBackoff, refusal_reasons
 
@@ -39,6 +39,12 @@ _REFUSAL_BACKOFF: Final = int(RejectReason.REFUSAL_BACKOFF)
 _SYMBOL_PAUSED: Final = int(RejectReason.SYMBOL_PAUSED)
 _FILLED: Final = int(OrderStatus.FILLED)
 _REJECTED: Final = int(OrderStatus.REJECTED)
+_NEW: Final = int(OrderStatus.NEW)
+# Positions in a REPORT_DTYPE row as a tuple (``.item()``), for the one-report path.
+_ORDER_ID, _SYMBOL, _SIDE, _FILLED_QTY, _STATUS, _REASON, _DECISION_NS = (
+    REPORT_DTYPE.names.index(name) for name in (  # type: ignore[union-attr]
+        "client_order_id", "symbol_id", "side", "filled_qty", "status", "reject_reason",
+        "decision_ns"))
 _REASON_SLOTS: Final = max(RejectReason) + 1
 _SCALAR_MAX: Final = 8  # intents per check below which a plain loop beats numpy
 _POSITION_TOLERANCE: Final = (
@@ -126,23 +132,35 @@ class RiskEngine:
     def on_reports(self, reports: np.ndarray) -> None:
         """Apply execution reports: fills move the position, final reports close orders,
         venue refusals back the symbol off and fills end its refusal streak."""
+        if len(reports) == 1:  # live reads and backtest fills: one tuple, no numpy calls
+            row = reports[0].item()
+            if row[_STATUS] != _NEW:
+                self._final((row[_ORDER_ID], row[_SYMBOL], row[_SIDE] * row[_FILLED_QTY],
+                             row[_STATUS], row[_REASON], row[_DECISION_NS]))
+            return
         final = reports[reports["status"] != OrderStatus.NEW]
         columns = zip(final["client_order_id"].tolist(), final["symbol_id"].tolist(),
                       (final["side"] * final["filled_qty"]).tolist(), final["status"].tolist(),
                       final["reject_reason"].tolist(), final["decision_ns"].tolist(),
                       strict=True)
-        for order_id, symbol, filled, status, reason, decision_ns in columns:
-            entry = self._open.pop(order_id, None)
-            if entry is not None:  # ours: it no longer counts as open
-                self._open_qty[symbol] = self._open_qty.get(symbol, 0.0) - entry[1]
-                self._open_count[symbol] -= 1
-            if filled:
-                self._filled[symbol] = self._filled.get(symbol, 0.0) + filled
-            if filled or status == _FILLED:
-                self.refusals.on_fill(symbol)
-            elif status == _REJECTED and reason in self._refusal_codes:
-                self.refusals.on_refusal(symbol, RejectReason(reason),
-                                         max(decision_ns, self._refilled_ns or 0))
+        for final_report in columns:
+            self._final(final_report)
+
+    def _final(self, report: tuple[int, int, float, int, int, int]) -> None:
+        """One final report (order id, symbol, signed fill, status, reason, decision time):
+        the order is no longer open, its fill moves the position."""
+        order_id, symbol, filled, status, reason, decision_ns = report
+        entry = self._open.pop(order_id, None)
+        if entry is not None:  # ours: it no longer counts as open
+            self._open_qty[symbol] = self._open_qty.get(symbol, 0.0) - entry[1]
+            self._open_count[symbol] -= 1
+        if filled:
+            self._filled[symbol] = self._filled.get(symbol, 0.0) + filled
+        if filled or status == _FILLED:
+            self.refusals.on_fill(symbol)
+        elif status == _REJECTED and reason in self._refusal_codes:
+            self.refusals.on_refusal(symbol, RejectReason(reason),
+                                     max(decision_ns, self._refilled_ns or 0))
 
     def reject_counts(self) -> dict[RejectReason, int]:
         """Intents rejected since start, by reason."""
@@ -183,10 +201,8 @@ class RiskEngine:
         band_bps, max_notional = self._config.price_band_bps, self._config.max_order_notional
         reasons = np.zeros(intents.size, dtype=np.uint16)
         self._refill(now_ns)
-        columns = zip(intents["side"].tolist(), intents["quantity"].tolist(),
-                      intents["limit_price"].tolist(), intents["symbol_id"].tolist(),
-                      strict=True)
-        for i, (side, quantity, limit, symbol) in enumerate(columns):
+        accepted = 0
+        for i, (_, _, _, _, quantity, limit, symbol, side, _, _) in enumerate(intents.tolist()):
             reference = self._last_price.get(symbol, math.nan)
             if not (math.isfinite(quantity) and quantity > 0.0 and math.isfinite(limit)
                     and limit > 0.0 and side in (1, -1)):
@@ -199,6 +215,9 @@ class RiskEngine:
                 reason = self._take(symbol, side * quantity, now_ns)
             reasons[i] = reason
             self._counts[reason] += 1
+            accepted += reason == _ACCEPTED
+        if accepted == intents.size:
+            return intents.copy(), reasons
         return intents[reasons == _ACCEPTED], reasons
 
     def _take(self, symbol_id: int, signed_quantity: float, now_ns: int) -> int:

@@ -209,3 +209,28 @@ def test_ticks_up_to_the_decision_tick_do_not_fill() -> None:
     reports = venue.on_ticks(later)
     assert reports["client_order_id"].tolist() == [1]
     assert reports["avg_price"][0] == pytest.approx(152.0 * (1 + 10.0 / 1e4))
+
+
+@settings(max_examples=200, deadline=None)
+@given(side=st.sampled_from([Side.BUY, Side.SELL]),
+       order_type=st.sampled_from([OrderType.MARKET, OrderType.LIMIT]),
+       quantity=st.floats(1e-6, 1e6), limit=st.floats(1.0, 300.0),
+       price=st.floats(1.0, 300.0), slippage_bps=st.floats(0.0, 100.0),
+       foreign_first=st.integers(0, 3))
+def test_one_order_alone_completes_exactly_as_in_a_crowd(  # noqa: PLR0917
+        side: Side, order_type: OrderType, quantity: float, limit: float, price: float,
+        slippage_bps: float, foreign_first: int) -> None:
+    """A single pending order on a short read takes the plain-Python path; the same order
+    next to another takes the vectorised one: its report must not differ by a bit."""
+    prices = [7.0] * foreign_first + [price]
+    symbols = [2] * foreign_first + [1]
+    alone, crowd = _venue(slippage_bps), _venue(slippage_bps)
+    order = _intents([1], side, limit=limit, order_type=order_type, quantity=quantity)
+    other = _intents([2], Side.BUY, symbol_id=3)
+    assert len(alone.submit(order, 9)) == 0
+    assert len(crowd.submit(np.concatenate((order, other)), 9)) == 0
+    single = alone.on_ticks(_ticks(prices, symbols))
+    vectorised = crowd.on_ticks(_ticks(prices, symbols))
+    assert single.tobytes() == vectorised.tobytes()
+    assert alone.pending == 0
+    assert crowd.pending == 1  # symbol 3 had no tick
