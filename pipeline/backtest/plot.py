@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from datetime import UTC
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
 from pipeline.records import OrderStatus
+
+if TYPE_CHECKING:  # matplotlib is imported only when a figure is drawn: the CLI starts fast
+    from matplotlib.figure import Figure
 
 BUCKETS: Final = 2000  # about two per horizontal pixel of the panels
 _MARKER_GRID: Final = (400, 200)  # columns, rows of the price panel's marker cells
@@ -26,9 +29,17 @@ _NS_PER_DAY: Final = 86_400 * 1_000_000_000
 
 def plot_backtest(path: Path, *, times_ns: np.ndarray, prices: np.ndarray,
                   equity: np.ndarray, reports: np.ndarray, gaps: np.ndarray,
-                  initial_quote: float, title: str, quote: str = "USDT",
-                  buckets: int = BUCKETS) -> None:
+                  initial_quote: float, title: str, quote: str = "USDT") -> None:
     """Write the three-panel PNG; ``gaps`` are indices ``i`` with a gap after tick ``i``."""
+    figure = build_figure(times_ns=times_ns, prices=prices, equity=equity, reports=reports,
+                          gaps=gaps, initial_quote=initial_quote, title=title, quote=quote)
+    figure.savefig(path, format="png", metadata={"Software": None})
+
+
+def build_figure(*, times_ns: np.ndarray, prices: np.ndarray, equity: np.ndarray,
+                 reports: np.ndarray, gaps: np.ndarray, initial_quote: float, title: str,
+                 quote: str = "USDT", buckets: int = BUCKETS) -> Figure:
+    """The figure of :func:`plot_backtest` (price, equity, drawdown axes, in that order)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,7 +64,7 @@ def plot_backtest(path: Path, *, times_ns: np.ndarray, prices: np.ndarray,
     fills = reports[reports["status"] == OrderStatus.FILLED]
 
     figure = Figure(figsize=(12, 8), dpi=100)
-    figure.subplots_adjust(left=0.08, right=0.98, top=0.95, bottom=0.06, hspace=0.08)
+    figure.subplots_adjust(left=0.08, right=0.92, top=0.95, bottom=0.06, hspace=0.08)
     price_ax, equity_ax, drawdown_ax = figure.subplots(
         3, 1, sharex=True, gridspec_kw={"height_ratios": (3, 2, 1.2)})
     price_ax.plot(x, price_y, color="0.25", linewidth=0.7, label="price")
@@ -65,9 +76,17 @@ def plot_backtest(path: Path, *, times_ns: np.ndarray, prices: np.ndarray,
                       linestyle="none", marker=marker, markersize=5, color=color,
                       label=f"{name} ({len(mine)})")
     price_ax.set_ylabel(f"price ({quote})")
-    equity_ax.plot(x, equity_y, color="tab:blue", linewidth=0.9, label="strategy")
     equity_ax.plot(x, hold_y, color="tab:orange", linewidth=0.9, label="buy and hold")
     equity_ax.set_ylabel(f"equity ({quote})")
+    strategy_ax = equity_ax
+    if _flat_beside(equity_y, hold_y):
+        # Small positions against the whole capital in buy-and-hold: on one scale the
+        # strategy would be a flat line, so it gets its own scale on the right.
+        strategy_ax = equity_ax.twinx()
+        strategy_ax.set_ylabel(f"strategy equity ({quote}, right)", color="tab:blue")
+        strategy_ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+    strategy_ax.plot(x, equity_y, color="tab:blue", linewidth=0.9,
+                     label="strategy" + (" (right scale)" if strategy_ax is not equity_ax else ""))
     drawdown_ax.fill_between(x, drawdown_y, 0.0, color="tab:red", alpha=0.4, linewidth=0)
     drawdown_ax.set_ylabel("drawdown (%)")
     span = np.column_stack((days(times_ns[gaps]), days(times_ns[gaps + 1])))
@@ -85,7 +104,11 @@ def plot_backtest(path: Path, *, times_ns: np.ndarray, prices: np.ndarray,
         handles.append(Patch(facecolor="0.6", alpha=0.3, label=f"gap / halt ({len(span)})"))
         labels.append(handles[-1].get_label())
     price_ax.legend(handles, labels, loc="upper left", fontsize=8)
-    equity_ax.legend(loc="upper left", fontsize=8)
+    lines = equity_ax.get_lines() + (strategy_ax.get_lines() if strategy_ax is not equity_ax
+                                     else [])
+    # On the axes drawn last (the twin, if any), so no line is drawn over it.
+    strategy_ax.legend(lines, [line.get_label() for line in lines], loc="upper left",
+                       fontsize=8)
     locator = dates.AutoDateLocator(tz=UTC)  # type: ignore[no-untyped-call]
     drawdown_ax.xaxis.set_major_locator(locator)
     drawdown_ax.xaxis.set_major_formatter(
@@ -94,7 +117,14 @@ def plot_backtest(path: Path, *, times_ns: np.ndarray, prices: np.ndarray,
     if len(x):
         drawdown_ax.set_xlim(x[0], x[-1])
     price_ax.set_title(title, fontsize=10)
-    figure.savefig(path, format="png", metadata={"Software": None})
+    return figure
+
+
+def _flat_beside(strategy: np.ndarray, hold: np.ndarray) -> bool:
+    """True when the strategy's range is under a twentieth of buy-and-hold's."""
+    ranges = [float(np.nanmax(y) - np.nanmin(y)) if np.isfinite(y).any() else 0.0
+              for y in (strategy, hold)]
+    return ranges[0] < ranges[1] / 20.0
 
 
 def decimate(times_ns: np.ndarray, series: tuple[np.ndarray, ...], gaps: np.ndarray,

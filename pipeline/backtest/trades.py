@@ -11,6 +11,7 @@ the lots it closes and the lot it opens. Hence, exactly (up to float rounding):
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,9 +100,9 @@ def round_trips(reports: np.ndarray) -> Book:
             lots.append(_Lot(time_ns, side, left, price, fee_left))
     trades = np.array(rows, dtype=TRADE_DTYPE) if rows else np.zeros(0, dtype=TRADE_DTYPE)
     return Book(trades=trades,
-                open_quantity=sum(lot.side * lot.quantity for lot in lots),
-                open_cost=sum(lot.side * lot.quantity * lot.price for lot in lots),
-                open_fees=sum(lot.fee for lot in lots))
+                open_quantity=math.fsum(lot.side * lot.quantity for lot in lots),
+                open_cost=math.fsum(lot.side * lot.quantity * lot.price for lot in lots),
+                open_fees=math.fsum(lot.fee for lot in lots))
 
 
 def write_trades_csv(path: Path, trades: np.ndarray) -> None:
