@@ -8,6 +8,7 @@ the start of the command (so the first file carries the imports), and
 from __future__ import annotations
 
 import os
+import resource
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +50,8 @@ class PhaseClock:
         since = _since_process_start_s()
         if since is not None:
             out["since_process_start_s"] = round(since, 3)
+        # Linux reports kilobytes; the peak of the whole process so far, all files included.
+        out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         ticks = len(run.ticks) + sum(run.ticks_rejected.values())
         out["ticks_per_s"] = round(ticks / max(file_s, 1e-9))
         if candles is not None:
