@@ -54,12 +54,15 @@ def resolved_parameters(config: PipelineConfig) -> dict[str, Any]:
     return out
 
 
-def summarise(run: BacktestRun, initial_quote: float, source: str, *, config: PipelineConfig,
-              candles: int | None = None, quote: str = "USDT", period_s: float = 3600.0,
+def summarise(run: BacktestRun, initial_quote: float, source: str, *,
+              config: PipelineConfig | None = None, candles: int | None = None,
+              quote: str = "USDT", period_s: float = 3600.0,
               curve: tuple[np.ndarray, np.ndarray] | None = None,
               book: Book | None = None) -> dict[str, Any]:
     """The deterministic report as a JSON-ready dict (keys in reading order).
 
+    ``config`` is the one the run used: without it the strategy, its parameters, fee and
+    slippage are null and gaps are judged against twice the median tick spacing.
     ``curve`` (:func:`equity_curve`) and ``book`` (:func:`round_trips`) may be passed in
     when the caller has them already: on a year of ticks each costs a tenth of a second.
     """
@@ -84,10 +87,10 @@ def summarise(run: BacktestRun, initial_quote: float, source: str, *, config: Pi
 
     return {
         "source": source,
-        "strategy": config.strategy.name,
-        "parameters": resolved_parameters(config),
-        "fee_bps": config.executor.fee_bps,
-        "slippage_bps": config.executor.slippage_bps,
+        "strategy": config.strategy.name if config else None,
+        "parameters": resolved_parameters(config) if config else None,
+        "fee_bps": config.executor.fee_bps if config else None,
+        "slippage_bps": config.executor.slippage_bps if config else None,
         "quote": quote,
         "initial_quote": initial_quote,
         "from": at(0), "to": at(len(times_ns) - 1),
@@ -152,13 +155,14 @@ def _not_filled(reports: np.ndarray) -> dict[str, int]:
             for code, count in zip(codes, counts, strict=True)}
 
 
-def gap_threshold_s(config: PipelineConfig) -> float | None:
-    """Validation's gap limit (its SUSPECT rule); None when validation is off."""
-    validation = config.ingest.validation
-    return validation.max_gap_s if validation.enabled else None
+def gap_threshold_s(config: PipelineConfig | None) -> float | None:
+    """Validation's gap limit (its SUSPECT rule); None without config or validation."""
+    if config is None or not config.ingest.validation.enabled:
+        return None
+    return config.ingest.validation.max_gap_s
 
 
-def _validation(run: BacktestRun, config: PipelineConfig) -> dict[str, Any]:
+def _validation(run: BacktestRun, config: PipelineConfig | None) -> dict[str, Any]:
     """Ticks rejected (every reason, zeros too), SUSPECT flags and gaps in source time."""
     times_ns = run.ticks["source_ts_ns"]
     threshold_s = gap_threshold_s(config)
@@ -195,9 +199,9 @@ def format_table(summary: dict[str, Any]) -> str:
     s, q = summary, summary["quote"]
     valid = s["validation"]
     sections: list[list[tuple[str, str]]] = [
-        [("Source", s["source"]), ("Strategy", s["strategy"]),
-         *((f"  {name}", str(value)) for name, value in s["parameters"].items()),
-         ("Fee / slippage", f"{s['fee_bps']} bps / {s['slippage_bps']} bps"),
+        [("Source", s["source"]), ("Strategy", _t(s["strategy"])),
+         *((f"  {name}", str(value)) for name, value in (s["parameters"] or {}).items()),
+         ("Fee / slippage", f"{_t(s['fee_bps'])} bps / {_t(s['slippage_bps'])} bps"),
          ("Backtesting from", _t(s["from"])), ("Backtesting to", _t(s["to"])),
          ("Period", human_duration(s["period_s"])),
          ("Candles / ticks", f"{_t(s['candles'])} / {s['ticks']} "
@@ -233,7 +237,7 @@ def format_table(summary: dict[str, Any]) -> str:
          ("Risk rejects", _counts(s["risk_rejects"])),
          ("Ticks rejected", _counts(valid["ticks_rejected"])),
          ("Suspect ticks", str(valid["suspect_ticks"])),
-         (f"Gaps > {_d(valid['gap_threshold_s'])}",
+         (f"Gaps > {_d(valid['gap_threshold_s']) if valid['gap_threshold_s'] else '2x median'}",
           f"{valid['gaps']}, {human_duration(valid['gap_time_s'])} in all"
           + (f"; longest {_d(valid['longest_gap_s'])} from {_t(valid['longest_gap_from'])}"
              if valid["gaps"] else ""))],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from pipeline.cli import main
 from pipeline.config import PipelineConfig, load_config
 from pipeline.ingest.candles import candles_to_ticks, load_bundled
 from pipeline.records import SourceId, TickFlag
+from pipeline.strategy.ema_cross import EmaCross
 
 HOUR_NS = 3600 * 1_000_000_000
 FAST = {"strategy": {"params": {"fast": 8, "slow": 40}}, "risk": {"max_orders_per_s": 1000.0}}
@@ -55,9 +57,9 @@ def test_report_echoes_parameters_buy_and_hold_and_iso_dates() -> None:
     run, config = _run(FAST)
     summary = summarise(run, 100_000.0, "bundled", config=config, candles=4320)
     # Every constructor parameter, the defaults included, as the engine built the strategy.
-    assert summary["parameters"] == {"fast": 8, "slow": 40, "quantity": 1.0, "symbol_id": 1,
-                                     "allow_short": False, "limit_slippage_bps": 20.0,
-                                     "min_quantity": None}
+    assert set(summary["parameters"]) == set(inspect.signature(EmaCross).parameters)
+    assert {"fast": 8, "slow": 40, "quantity": 1.0, "symbol_id": 1,
+            "limit_slippage_bps": 20.0}.items() <= summary["parameters"].items()
     assert (summary["fee_bps"], summary["slippage_bps"]) == (5.0, 2.0)
     assert summary["from"] == "2025-05-04T15:33:00Z"
     assert summary["to"] == "2025-05-07T15:32:45Z"
@@ -108,6 +110,15 @@ def test_a_removed_stretch_is_a_gap_in_the_report_and_a_break_in_the_png() -> No
     ydata = np.asarray(small.axes[1].lines[0].get_ydata(), dtype=float)
     assert len(ydata) <= 2 * 200 + 4
     assert np.isnan(ydata).sum() == 1
+
+
+def test_without_the_config_the_report_says_so_and_judges_gaps_by_the_data() -> None:
+    run, _config = _run(FAST, cut=True)
+    summary = summarise(run, 100_000.0, "cut")
+    assert (summary["strategy"], summary["parameters"], summary["fee_bps"]) == (None,) * 3
+    assert summary["validation"]["gap_threshold_s"] is None
+    assert summary["validation"]["gaps"] == 1  # 81 minutes against a 15 s median spacing
+    assert "2x median" in format_table(summary)
 
 
 def test_report_and_png_are_byte_identical_across_runs(tmp_path: Path) -> None:
