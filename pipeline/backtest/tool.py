@@ -1,8 +1,9 @@
 """``pipeline backtest FILE...``: each file through the live strategy and risk code, with a report.
 
-Per input file, in ``--out`` (default ``<data_dir>/backtest``): ``<name>.report.json`` and
-``<name>.report.txt`` (deterministic: byte-identical for the same file and config),
-``<name>.equity.png``, and ``<name>.timing.json`` (measured speed, which varies).
+Per input file, in ``--out`` (default ``<data_dir>/backtest``), deterministic (byte-identical
+for the same file and config): ``<name>.report.json``, ``<name>.report.txt``,
+``<name>.trades.csv`` (one line per round trip) and ``<name>.equity.png``; and
+``<name>.timing.json``, the measured time of every phase, which varies.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from pipeline.config import PipelineConfig
@@ -28,9 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: PipelineConfig) -> int:
+    started_s = time.perf_counter()  # before the heavy imports: they are part of the command
     from pipeline.backtest.engine import run_backtest
-    from pipeline.backtest.plot import plot_equity
-    from pipeline.backtest.report import equity_curve, format_table, summarise, timing_summary
+    from pipeline.backtest.metrics import gap_starts
+    from pipeline.backtest.plot import plot_backtest
+    from pipeline.backtest.report import equity_curve, format_table, gap_threshold_s, summarise
+    from pipeline.backtest.timing import PhaseClock
+    from pipeline.backtest.trades import round_trips, write_trades_csv
     from pipeline.ingest.candles import TICKS_PER_CANDLE
     from pipeline.ingest.history import guess_format, load_ticks
 
@@ -45,26 +51,41 @@ def run(args: argparse.Namespace, config: PipelineConfig) -> int:
     initial = float(config.ledger.initial_balances.get(quote, 0.0))
     code = EXIT_OK
     for path in args.files:
+        clock = PhaseClock(started_s)
         try:
-            file_format = guess_format(path) if args.format == "auto" else args.format
-            ticks = load_ticks(path, file_format, symbol_id, config.ingest.csv_columns,
-                               config.ingest.trades_columns)
+            with clock.phase("load"):
+                file_format = guess_format(path) if args.format == "auto" else args.format
+                ticks = load_ticks(path, file_format, symbol_id, config.ingest.csv_columns,
+                                   config.ingest.trades_columns)
         except BadInputError as exc:
             print(f"pipeline backtest: {exc}", file=sys.stderr)
             code = EXIT_OPERATIONAL
             continue
-        result = run_backtest(ticks, config)
-        summary = summarise(result, initial, path.name)
+        with clock.phase("run"):  # validation and the replay: the engine does both
+            result = run_backtest(ticks, config)
         candles = None if file_format == "trades_csv" else len(ticks) // TICKS_PER_CANDLE
-        timing = timing_summary(result, candles)
         stem = out_dir / path.stem
-        table = format_table(summary)
-        Path(f"{stem}.report.json").write_text(json.dumps(summary, indent=1) + "\n")
-        Path(f"{stem}.report.txt").write_text(table)
+        with clock.phase("report"):
+            curve = equity_curve(result, initial)
+            book = round_trips(result.reports)
+            summary = summarise(result, initial, path.name, config=config, candles=candles,
+                                quote=quote, curve=curve, book=book)
+            table = format_table(summary)
+            Path(f"{stem}.report.json").write_text(json.dumps(summary, indent=1) + "\n")
+            Path(f"{stem}.report.txt").write_text(table)
+        with clock.phase("trades_csv"):
+            write_trades_csv(Path(f"{stem}.trades.csv"), book.trades)
+        with clock.phase("png"):
+            times_ns = result.ticks["source_ts_ns"]
+            gaps = gap_starts(times_ns, gap_threshold_s(config))
+            plot_backtest(Path(f"{stem}.equity.png"), times_ns=times_ns,
+                          prices=result.ticks["price"], equity=curve[0], reports=result.reports,
+                          gaps=gaps, initial_quote=initial, quote=quote,
+                          title=f"{path.name}: {config.strategy.name}\n"
+                                + " ".join(f"{k}={v}" for k, v in
+                                           summary["parameters"].items()))
+        timing = clock.summary(result, candles)
         Path(f"{stem}.timing.json").write_text(json.dumps(timing, indent=1) + "\n")
-        equity, _position = equity_curve(result, initial)
-        plot_equity(Path(f"{stem}.equity.png"), result.ticks["source_ts_ns"], equity,
-                    f"{path.name}: {config.strategy.name}")
         print(f"== {path}\n{table}timing: {json.dumps(timing)}\nwrote {stem}.report.json, "
-              f".report.txt, .equity.png, .timing.json")
+              f".report.txt, .trades.csv, .equity.png, .timing.json")
     return code
