@@ -201,9 +201,9 @@ class _Job:
 
     def run(self, combo: dict[str, Value]) -> SweepRow:
         """Backtest one combination (already judged valid by :func:`_refusal`)."""
-        run = run_backtest(self.ticks, _with_params(self.config, combo))
-        summary = summarise(run, self.initial_quote, self.source)
-        summary.pop("fills", None)  # every fill of every combination would swamp the JSON
+        config = _with_params(self.config, combo)
+        run = run_backtest(self.ticks, config)
+        summary = summarise(run, self.initial_quote, self.source, config=config)
         fills = int(np.count_nonzero(run.reports["status"] == OrderStatus.FILLED))
         return SweepRow(combo, summary, fills)
 

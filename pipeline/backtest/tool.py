@@ -3,7 +3,8 @@
 Per input file, in ``--out`` (default ``<data_dir>/backtest``), deterministic (byte-identical
 for the same file and config): ``<name>.report.json``, ``<name>.report.txt``,
 ``<name>.trades.csv`` (one line per round trip) and ``<name>.equity.png``; and
-``<name>.timing.json``, the measured time of every phase, which varies.
+``<name>.timing.json``, the measured time of every phase, which varies. With ``--grid``,
+one backtest per parameter combination instead, ranked in ``<name>.sweep.json``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="output directory (default <data_dir>/backtest)")
     parser.add_argument("--symbol-id", type=int, help="symbol id of the ticks "
                         "(default strategy.symbol_id)")
+    parser.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
+                        help="sweep a strategy parameter (repeatable): one backtest per "
+                             "combination on all cores, ranked, written to <name>.sweep.json")
+    parser.add_argument("--workers", type=int,
+                        help="worker processes for --grid (default: all cores)")
 
 
 def run(args: argparse.Namespace, config: PipelineConfig) -> int:
@@ -35,11 +41,13 @@ def run(args: argparse.Namespace, config: PipelineConfig) -> int:
     from pipeline.backtest.metrics import gap_starts
     from pipeline.backtest.plot import plot_backtest
     from pipeline.backtest.report import equity_curve, format_table, gap_threshold_s, summarise
+    from pipeline.backtest.sweep import format_ranking, parse_grid, run_sweep, sweep_json
     from pipeline.backtest.timing import PhaseClock
     from pipeline.backtest.trades import round_trips, write_trades_csv
     from pipeline.ingest.candles import TICKS_PER_CANDLE
     from pipeline.ingest.history import guess_format, load_ticks
 
+    grid = parse_grid(args.grid) if args.grid else None  # a bad spec before any backtest
     out_dir: Path = args.out or config.paths.data_dir / "backtest"
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -60,6 +68,13 @@ def run(args: argparse.Namespace, config: PipelineConfig) -> int:
         except BadInputError as exc:
             print(f"pipeline backtest: {exc}", file=sys.stderr)
             code = EXIT_OPERATIONAL
+            continue
+        if grid is not None:
+            rows = run_sweep(ticks, config, grid, workers=args.workers, source=path.name,
+                             initial_quote=initial)
+            stem = out_dir / path.stem
+            Path(f"{stem}.sweep.json").write_text(json.dumps(sweep_json(rows), indent=1) + "\n")
+            print(f"== {path}\n{format_ranking(rows)}wrote {stem}.sweep.json")
             continue
         with clock.phase("run"):  # validation and the replay: the engine does both
             result = run_backtest(ticks, config)
