@@ -31,12 +31,13 @@ class Plan:
     sustained_s: float
     ledger_reports: int
     backtest_repeat: int
+    year_candles: int  # candles in the file given to the whole `pipeline backtest` command
 
 
 FULL = Plan(trials=3, scale=1.0, hop_s=2.0, live_s=6.0, sustained_s=1.0, ledger_reports=60_000,
-            backtest_repeat=25)
+            backtest_repeat=25, year_candles=525_600)
 QUICK = Plan(trials=2, scale=0.1, hop_s=0.3, live_s=1.0, sustained_s=0.2,
-             ledger_reports=5_000, backtest_repeat=2)
+             ledger_reports=5_000, backtest_repeat=2, year_candles=20_000)
 LIVE_RATES_HZ = (1_000, 10_000)
 SUSTAINED_RATES_HZ = [50_000.0, 100_000.0, 200_000.0, 400_000.0, 800_000.0, 1_600_000.0]
 HOP_MODES = {"pipeline wait (spin 200 us, then doorbell)": 200,
@@ -122,4 +123,5 @@ def measure(plan: Plan, progress: Any) -> dict[str, Any]:
     out["f_backtest"] = {name: Figure.of(
         [backtest.backtest_trial(name, plan.backtest_repeat) / 1e6 for _ in range(plan.trials)],
         "M candles/s").as_dict() for name in ("ema_cross", "zscore")}
+    out["f_backtest_command"] = backtest.year_backtest(plan.year_candles, plan.trials, progress)
     return out

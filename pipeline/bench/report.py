@@ -46,4 +46,21 @@ def format_table(results: Mapping[str, Any]) -> str:
               "(`pipeline backtest` adds validation, fills and the report)",
               "| strategy | M candles/s |", "|---|---|"]
     lines += [f"| {k} | {_fig(v)} |" for k, v in results["f_backtest"].items()]
+    command = results.get("f_backtest_command")
+    if command:
+        lines += ["", f"f2. the whole `pipeline backtest FILE --out DIR` command; input: "
+                  f"{command['input']}",
+                  "| file | wall s | candles/s end to end | peak RSS MiB | the command's "
+                  "timing.json |", "|---|---|---|---|---|"]
+        for fmt in ("json", "feather"):
+            row = command[f"end_to_end_{fmt}"]
+            lines.append(f"| {fmt} | {_fig(row['wall_s'])} | {_fig(row['candles_per_s'], 0)} "
+                         f"| {_fig(row['peak_rss_mib'], 0)} | {_timing(row['timing'])} |")
+        lines.append(f"run phase alone (run_backtest on loaded ticks): "
+                     f"{_fig(command['run_phase_candles_per_s'], 0)} candles/s")
     return "\n".join(lines)
+
+
+def _timing(timing: Mapping[str, Any]) -> str:
+    """The command's own timing file, whatever keys it has (numbers only)."""
+    return ", ".join(f"{k}={v}" for k, v in timing.items() if isinstance(v, int | float))
