@@ -61,7 +61,8 @@ def run_backtest(ticks: np.ndarray, config: PipelineConfig,
     validating = time.perf_counter_ns()
     validator = TickValidator(config.ingest.validation, [s.id for s in config.symbols],
                               check_age=False)
-    ticks = validator.validate(ticks.copy())
+    validated = validator.validate(ticks)  # a new array unless every tick passed as it was
+    ticks = validated.copy() if validated is ticks else validated  # seq, ingest_ns set below
     timing.validate_s = (time.perf_counter_ns() - validating) / 1e9
     ticks["seq"] = np.arange(len(ticks), dtype=np.uint64)
     ticks["ingest_ns"] = ticks["source_ts_ns"]

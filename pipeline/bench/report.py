@@ -42,8 +42,8 @@ def format_table(results: Mapping[str, Any]) -> str:
         cells = " | ".join(f"{per.get(n, 0.0):.0f}"
                            for n in ("ingest", "strategy", "executor", "ledger"))
         lines.append(f"| {run} | {cells} | {mem['pipeline_mib']:.0f} |")
-    lines += ["", "f. backtest core: bundled candles as ticks through strategy + risk "
-              "(`pipeline backtest` adds validation, fills and the report)",
+    lines += ["", "f. backtest run phase: bundled candles repeated, through validation, "
+              "strategy, risk and paper fills (run_backtest)",
               "| strategy | M candles/s |", "|---|---|"]
     lines += [f"| {k} | {_fig(v)} |" for k, v in results["f_backtest"].items()]
     command = results.get("f_backtest_command")
