@@ -142,7 +142,7 @@ def test_cli_times_every_phase_and_writes_the_trades(tmp_path: Path) -> None:
     assert main(["backtest", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o"),
                  str(data)]) == 0
     timing = json.loads((tmp_path / "o" / f"{data.stem}.timing.json").read_text())
-    assert set(timing["phases_s"]) == {"load", "run", "report", "trades_csv", "png"}
+    assert set(timing["phases_s"]) == {"load", "validate", "run", "report", "trades_csv", "png"}
     assert timing["peak_rss_mib"] > 0
     assert timing["total_s"] >= timing["file_s"] >= sum(timing["phases_s"].values()) - 1e-3
     report = json.loads((tmp_path / "o" / f"{data.stem}.report.json").read_text())
