@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
 
 from pipeline.config import PipelineConfig, env_overrides, load_config
 from pipeline.errors import ConfigError
+from pipeline.strategy.loader import BUILT_INS
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "config" / "example.toml"
 
@@ -17,10 +19,19 @@ def test_example_config_loads_and_matches_the_defaults_it_documents() -> None:
     assert config.env == "paper"
     assert config.ingest.rate_hz == 300.0
     assert config.strategy.name == "ema_cross"
-    assert config.strategy.params == {"fast": 12, "slow": 48, "quantity": 1.0}
+    assert config.strategy.params == {"fast": 12, "slow": 48, "quantity": 1.0, "bar_s": 60.0}
     assert config.ledger.commits_per_s == 500.0
     assert config.ledger.trade_enabled_default is True  # paper trades by default
     assert config.metrics.host == "127.0.0.1"
+
+
+def test_the_example_strategy_parameters_are_the_class_defaults() -> None:
+    """One default everywhere: the CLI and a config without params get the class's."""
+    config = load_config(EXAMPLE, environ={})
+    defaults = inspect.signature(BUILT_INS[config.strategy.name]).parameters
+    assert config.strategy.params
+    for name, value in config.strategy.params.items():
+        assert defaults[name].default == value, name
 
 
 def test_environment_overrides_are_parsed_as_toml_values() -> None:
