@@ -119,3 +119,24 @@ def test_no_trading_state_at_all_withholds(parts: Parts) -> None:
     parts.rising_ticks(10)
     assert parts.withheld("unavailable") > 0
     assert parts.intents.available() == 0
+
+
+def test_a_long_batch_sends_what_ticks_one_at_a_time_would(parts: Parts) -> None:
+    """Several crossings in one ring read: the first order goes out and the rest of the
+    batch waits for its report, exactly as it would tick by tick (no stacking)."""
+    parts.ledger.publish(0)
+    prices = 100.0 + 5.0 * np.sin(np.arange(200) * 2 * np.pi / 25)  # 16 crossings
+    ticks = np.zeros(len(prices), dtype=TICK_DTYPE)
+    ticks["seq"] = np.arange(1, len(prices) + 1)
+    ticks["ingest_ns"] = time.monotonic_ns()
+    ticks["price"] = prices
+    ticks["size"] = 1.0
+    ticks["symbol_id"] = 1
+    assert parts.ticks.write(ticks) == len(ticks)
+    while parts.strategy.step():
+        pass
+    assert parts.strategy.heartbeat()["ticks"] == len(ticks)
+    (intent,) = parts.intents.read(10)
+    assert intent["side"] == 1
+    assert intent["quantity"] == 1.0
+    assert parts.strategy.heartbeat()["exposure"] == 1.0
