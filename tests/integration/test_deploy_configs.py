@@ -52,7 +52,8 @@ def test_alert_rules_are_valid_and_cover_every_required_alert() -> None:
     assert set(REQUIRED_ALERTS) <= {rule["alert"] for rule in alerts}
     for rule in alerts:
         assert rule["labels"]["severity"] in SEVERITIES, rule["alert"]
-        assert rule["annotations"]["summary"] and rule["annotations"]["runbook"], rule["alert"]
+        assert rule["annotations"]["summary"], rule["alert"]
+        assert rule["annotations"]["runbook"], rule["alert"]
 
 
 def test_alert_rule_unit_tests_pass() -> None:
