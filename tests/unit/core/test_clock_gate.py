@@ -145,5 +145,5 @@ def test_no_servers_turns_the_measurement_off_visibly() -> None:
 
 
 def test_check_interval_must_be_positive() -> None:
-    with pytest.raises(ConfigError, match="clock.check_interval_s"):
+    with pytest.raises(ConfigError, match=r"clock\.check_interval_s"):
         ClockConfig(check_interval_s=0.0)

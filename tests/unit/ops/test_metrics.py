@@ -36,7 +36,8 @@ def test_every_registry_exports_the_process_start_time() -> None:
     registry = CollectorRegistry()
     CommonMetrics(registry)
     started = registry.get_sample_value("process_start_time_seconds")
-    assert started is not None and started > 1.7e9
+    assert started is not None
+    assert started > 1.7e9
     assert registry.get_sample_value("process_resident_memory_bytes")
 
 
