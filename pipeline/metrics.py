@@ -3,20 +3,36 @@
 Names follow the Prometheus conventions: ``pipeline_`` prefix, base units, ``_total`` for
 counters, and low-cardinality labels only. Each process builds the metric set it uses and
 receives the registry from ``main()`` (tests build fresh ones).
+
+No metric carries a ``process`` label: Prometheus adds ``process`` (and ``environment``) to
+every series of a target (deploy/prometheus/prometheus.yml), and a label of our own by the
+same name would be renamed ``exported_process``. Every registry also holds the standard
+process collector, so a restart shows as a new ``process_start_time_seconds``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
 
-# Tick-to-order buckets: 10 us to 10 ms, dense around the 50 us - 1 ms we aim at.
+# Tick-to-order buckets: dense around the 50 us - 1 ms we aim at, every half millisecond up
+# to the 5 ms budget (so "how far over" reads true), then up to 1 s: a 200 ms stall must
+# read as 250 ms, not as the last bucket below it.
 LATENCY_BUCKETS_S: Final = (
     10e-6, 20e-6, 30e-6, 50e-6, 75e-6, 100e-6, 150e-6, 200e-6, 300e-6, 500e-6,
-    750e-6, 1e-3, 2e-3, 3e-3, 5e-3, 10e-3,
+    750e-6, 1e-3, 1.5e-3, 2e-3, 2.5e-3, 3e-3, 3.5e-3, 4e-3, 4.5e-3, 5e-3, 7.5e-3, 10e-3,
+    25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0,
 )
 COMMIT_BUCKETS_S: Final = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
 ROWS_BUCKETS: Final = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
@@ -24,14 +40,15 @@ STATES: Final = ("starting", "running", "draining", "stopped")
 
 
 class CommonMetrics:
-    """What every process exports: lifecycle state, heartbeat, rings."""
+    """What every process exports: lifecycle state, heartbeat, rings, and the standard
+    ``process_*`` series (start time, memory, CPU, open files)."""
 
-    def __init__(self, registry: CollectorRegistry, process: str) -> None:
-        self.process = process
+    def __init__(self, registry: CollectorRegistry) -> None:
+        ProcessCollector(registry=registry)
         self.state = Gauge("pipeline_process_state", "1 for the current lifecycle state",
-                           ["process", "state"], registry=registry)
+                           ["state"], registry=registry)
         self.heartbeat = Gauge("pipeline_heartbeat_timestamp_seconds",
-                               "Unix time of the last heartbeat", ["process"], registry=registry)
+                               "Unix time of the last heartbeat", registry=registry)
         self.ring_lag = Gauge("pipeline_ring_lag_records", "Published records not yet read",
                               ["ring", "reader"], registry=registry)
         self.ring_lost = Counter("pipeline_ring_overrun_records_total",
@@ -44,15 +61,15 @@ class CommonMetrics:
             "pipeline_ring_backpressure_timeouts_total",
             "Times a writer gave up waiting with records left over", ["ring"], registry=registry)
         self.bad_control = Counter("pipeline_control_bad_requests_total",
-                                   "Malformed or unknown control requests", ["process", "code"],
+                                   "Malformed or unknown control requests", ["code"],
                                    registry=registry)
         self.handler_errors = Counter(
             "pipeline_control_handler_errors_total",
             "Control handlers that failed with an unexpected exception (a bug: answered "
-            "internal_error, traceback in the log)", ["process", "command"], registry=registry)
+            "internal_error, traceback in the log)", ["command"], registry=registry)
         self.reload_refused = Counter("pipeline_config_reload_refused_total",
                                       "Config reloads refused (invalid or unreadable config); "
-                                      "the old config stayed in force", ["process"],
+                                      "the old config stayed in force",
                                       registry=registry)
 
         self._exported: dict[tuple[str, str], int] = {}
@@ -74,13 +91,21 @@ class CommonMetrics:
 
     def set_state(self, state: str) -> None:
         for name in STATES:
-            self.state.labels(self.process, name).set(1.0 if name == state else 0.0)
+            self.state.labels(name).set(1.0 if name == state else 0.0)
 
 
 class IngestMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.ticks = Counter("pipeline_ticks_total", "Ticks written to the tick ring",
                              ["source"], registry=registry)
+        self.last_tick = Gauge("pipeline_feed_last_tick_timestamp_seconds",
+                               "Unix time of the last tick of this source written to the ring "
+                               "(the process start time until the first)", ["source"],
+                               registry=registry)
+        self.http_requests = Counter("pipeline_feed_http_requests_total",
+                                     "Provider HTTP requests, answered from the local cache "
+                                     "(hit) or sent to the provider (miss)",
+                                     ["source", "cache"], registry=registry)
         self.last_price = Gauge("pipeline_last_price", "Last tick price", ["symbol"],
                                 registry=registry)
         self.rejected = Counter("pipeline_ticks_rejected_total",
@@ -92,6 +117,32 @@ class IngestMetrics:
         self.source_errors = Counter("pipeline_feed_errors_total",
                                      "Failed or refused answers of live price sources",
                                      ["source", "reason"], registry=registry)
+        self._tick_sources: set[str] = set()
+
+    def configure_sources(self, tick_sources: Iterable[str], http_sources: Iterable[str],
+                          now_s: float | None = None) -> None:
+        """Export every configured source from the start, so a feed that never delivers
+        has a flat ticks series and a last-tick time that ages (alerts need a series).
+
+        Called again after a reload: a source no longer configured stops being exported
+        (it must not page as stale), a new one starts from ``now_s``."""
+        started = time.time() if now_s is None else now_s
+        wanted = set(tick_sources)
+        for source in self._tick_sources - wanted:
+            self.ticks.remove(source)
+            self.last_tick.remove(source)
+        for source in wanted - self._tick_sources:
+            self.ticks.labels(source)
+            self.last_tick.labels(source).set(started)
+        self._tick_sources = wanted
+        for source in http_sources:
+            for cache in ("hit", "miss"):
+                self.http_requests.labels(source, cache)
+
+    def ticks_written(self, source: str, count: int, now_s: float) -> None:
+        """``count`` ticks of ``source`` entered the ring at Unix time ``now_s``."""
+        self.ticks.labels(source).inc(count)
+        self.last_tick.labels(source).set(now_s)
 
 
 class StrategyMetrics:
@@ -116,6 +167,13 @@ class StrategyMetrics:
                                     "Symbols paused after venue refusals in a row",
                                     registry=registry)
         self._refusals_exported: dict[str, int] = {}
+        self._ticks_exported = 0
+
+    def export_ticks(self, total: int) -> None:
+        """Bring the ticks counter up to the strategy's running total (off the tick path)."""
+        if total > self._ticks_exported:
+            self.ticks.inc(total - self._ticks_exported)
+            self._ticks_exported = total
 
     def export_refusals(self, totals: Mapping[str, int]) -> None:
         """Bring the venue refusal counters up to the risk engine's running totals."""
@@ -168,6 +226,9 @@ class LedgerMetrics:
         self.halted = Gauge("pipeline_trading_halted",
                             "1 for each reason the ledger's trading state halts trading",
                             ["reason"], registry=registry)
+        self.wal_written = Counter("pipeline_ledger_wal_written_bytes_total",
+                                   "WAL bytes written by commits (estimated from the rows, "
+                                   "as the commit pacer counts them)", registry=registry)
 
 
 def serve(registry: CollectorRegistry, host: str, port: int, port_file: Path | None, *,
@@ -199,7 +260,4 @@ class BootstrapMetrics:
                             registry=registry)
         self.check_failed = Gauge("pipeline_bootstrap_check_failed",
                                   "1 for each bootstrap check that failed", ["check"],
-                                  registry=registry)
-        self.clock_offset = Gauge("pipeline_clock_offset_seconds",
-                                  "NTP server clock minus this host's, measured at start",
                                   registry=registry)

@@ -119,12 +119,12 @@ class Runtime:
         run_id_text = os.environ.get("PIPELINE_RUN_ID")
         run_id = uuid.UUID(run_id_text) if run_id_text else uuid.uuid4()
         registry = CollectorRegistry()
-        metrics = CommonMetrics(registry, name)
+        metrics = CommonMetrics(registry)
         context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         endpoints = Endpoints(config.control, paths.run_dir)
         # The ZAP handler must exist before the first CURVE socket binds.
         guard = endpoints.start_guard(
-            context, log, on_denied=metrics.bad_control.labels(name, "unauthorised").inc)
+            context, log, on_denied=metrics.bad_control.labels("unauthorised").inc)
         events = EventPublisher(context, "",
                                 bind=lambda sock: endpoints.bind(sock, name, "events"))
         return cls(config=config, name=name, run_id=run_id, log=log, registry=registry,
@@ -271,9 +271,9 @@ def run_service(runtime: Runtime, make_service: Callable[[Runtime], Service]) ->
                             control_address(config.paths.run_dir, runtime.name),
                             runtime.name, handlers,
                             on_bad_request=lambda code: runtime.metrics.bad_control.labels(
-                                runtime.name, code).inc(),
+                                code).inc(),
                             on_handler_error=lambda command: runtime.metrics.handler_errors
-                            .labels(runtime.name, command).inc(),
+                            .labels(command).inc(),
                             on_refused=service.refused,
                             limiter=PeerBuckets(config.control.refusal_burst,
                                                 config.control.refusal_per_s),
@@ -377,7 +377,7 @@ def _serve_metrics(runtime: Runtime) -> int:
 
 def _reload_handler(runtime: Runtime, service: Service) -> Callable[[str], Mapping[str, Any]]:
     reloader = ConfigReloader(runtime.config, runtime.loader, service, runtime.log,
-                              on_refused=runtime.metrics.reload_refused.labels(runtime.name).inc)
+                              on_refused=runtime.metrics.reload_refused.inc)
 
     def reload(trigger: str) -> Mapping[str, Any]:
         result = reloader.reload(trigger)
@@ -416,5 +416,5 @@ def _beat(runtime: Runtime, service: Service, events: EventPublisher, state: str
     service.update_metrics()
     for reader in service.readers():
         runtime.metrics.ring_lag.labels(reader.spec.name, reader.name).set(reader.available())
-    runtime.metrics.heartbeat.labels(runtime.name).set(time.time())
+    runtime.metrics.heartbeat.set(time.time())
     events.publish(f"heartbeat.{runtime.name}", _heartbeat_body(runtime, service, state))

@@ -73,18 +73,21 @@ def make_feed(
     data_dir: Path | None = None,
     log: logging.Logger | None = None,
     on_error: Callable[[str, str], None] | None = None,
+    on_request: Callable[[str, str], None] | None = None,
 ) -> Feed:
     """Build the configured feed, with pacing starting at ``clock_ns()`` (monotonic ns).
 
     ``unix_clock_ns`` only dates synthetic ticks; replayed ticks keep their recorded times.
     Live feeds need ``symbols`` (their per-source ids) and ``data_dir`` (HTTP cache and
-    rate-limit state); ``on_error(source, reason)`` counts their failures.
+    rate-limit state); ``on_error(source, reason)`` counts their failures and
+    ``on_request(source, "hit" | "miss")`` their HTTP requests.
     Raises BadInputError if the replay file is malformed.
     """
     if config.feed in LIVE_FEEDS:
         from pipeline.ingest.live import make_live_feed
 
-        return make_live_feed(config, symbols, data_dir or Path("."), log, on_error)
+        return make_live_feed(config, symbols, data_dir or Path("."), log, on_error,
+                              on_request=on_request)
     if config.feed == "synthetic":
         return SyntheticFeed(
             seed=config.synthetic_seed,

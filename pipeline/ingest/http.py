@@ -35,6 +35,8 @@ DEFAULT_RETRY_AFTER_S: Final = 60.0  # a 429 without a usable Retry-After
 SECRET_HEADERS: Final = ("x-cg-demo-api-key", "x-cg-pro-api-key", "x-api-key", "Authorization")
 _log = logging.getLogger(__name__)
 
+RequestFn = Callable[[str, str], None]  # (provider name, "hit" | "miss"): one HTTP request
+
 
 class RateLimitedError(TemporaryError):
     """The provider (or our own limiter) says wait ``retry_after_s`` before the next call."""
@@ -116,8 +118,10 @@ class HttpClient:
     def __init__(self, name: str, base_url: str, *, cache_dir: Path, cache_ttl_s: float,
                  calls_per_min: float, timeouts_s: tuple[float, float],
                  max_retry_after_s: float, headers: Mapping[str, str] | None = None,
-                 clock_s: Callable[[], float] = time.time) -> None:
+                 clock_s: Callable[[], float] = time.time,
+                 on_request: RequestFn | None = None) -> None:
         self.name = name
+        self._on_request = on_request
         self._base_url = base_url.rstrip("/")
         self._timeouts_s = timeouts_s
         self._max_retry_after_s = max_retry_after_s
@@ -147,12 +151,15 @@ class HttpClient:
                 raise RateLimitedError(
                     f"{self.name}: own rate limit, next call in {wait_s:.1f} s", wait_s)
             self.limiter.record()
+            self._count(from_cache=False)
             try:
                 response = self._session.get(url, **kwargs)
             except requests.Timeout as exc:
                 raise TemporaryError(f"{self.name}: timed out after {self._timeouts_s} s") from exc
             except requests.RequestException as exc:
                 raise TemporaryError(f"{self.name}: request failed: {type(exc).__name__}") from exc
+        else:
+            self._count(from_cache=response.from_cache)
         if response.status_code == 429:
             retry_s = parse_retry_after(response.headers.get("Retry-After"), self._clock_s())
             retry_s = min(DEFAULT_RETRY_AFTER_S if retry_s is None else retry_s,
@@ -169,6 +176,13 @@ class HttpClient:
             raise BadInputError(f"{self.name}: malformed body "
                                 f"({response.headers.get('Content-Type')}): "
                                 f"{_snippet(response.text)}") from exc
+
+    def _count(self, *, from_cache: bool) -> None:
+        """One request: answered by the cache (hit), or about to go to the provider (miss:
+        counted before it is sent, so one that times out is counted too; one our own rate
+        limiter holds back is not a request)."""
+        if self._on_request is not None:
+            self._on_request(self.name, "hit" if from_cache else "miss")
 
     def close(self) -> None:
         self._session.close()  # type: ignore[no-untyped-call]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import numpy as np
 
 from pipeline.errors import BadInputError, TemporaryError
-from pipeline.ingest.http import HttpClient, RateLimitedError
+from pipeline.ingest.http import HttpClient, RateLimitedError, RequestFn
 from pipeline.ingest.pyth import normalise_feed_id
 from pipeline.ingest.sources import (
     CoingeckoSource,
@@ -214,11 +214,13 @@ class LiveFeed:
 
 def make_live_feed(config: IngestConfig, symbols: Sequence[SymbolConfig], data_dir: Path,
                    log: logging.Logger | None = None,
-                   on_error: ErrorFn | None = None) -> LiveFeed:
+                   on_error: ErrorFn | None = None, *,
+                   on_request: RequestFn | None = None) -> LiveFeed:
     """The live feed ``config.feed`` names, for the symbols that map to it."""
     live = config.live
-    primary = _make_source(config.feed, config, symbols, data_dir)
-    cross = _make_source(live.cross_check, config, symbols, data_dir) if live.cross_check else None
+    primary = _make_source(config.feed, config, symbols, data_dir, on_request)
+    cross = (_make_source(live.cross_check, config, symbols, data_dir, on_request)
+             if live.cross_check else None)
     return LiveFeed(primary, cross, interval_s=live.poll_interval_s,
                     cross_max_bps=live.cross_check_max_bps,
                     cross_max_age_s=live.cross_check_max_age_s, ws_urls=live.ws_urls,
@@ -226,7 +228,7 @@ def make_live_feed(config: IngestConfig, symbols: Sequence[SymbolConfig], data_d
 
 
 def _make_source(name: str, config: IngestConfig, symbols: Sequence[SymbolConfig],
-                 data_dir: Path) -> Source | PythRpcSource:
+                 data_dir: Path, on_request: RequestFn | None) -> Source | PythRpcSource:
     from pipeline.errors import ConfigError
 
     live = config.live
@@ -236,7 +238,8 @@ def _make_source(name: str, config: IngestConfig, symbols: Sequence[SymbolConfig
         return HttpClient(name, base_url, cache_dir=cache_dir, cache_ttl_s=live.cache_ttl_s,
                           calls_per_min=live.calls_per_min,
                           timeouts_s=(live.connect_timeout_s, live.read_timeout_s),
-                          max_retry_after_s=live.max_retry_after_s, headers=headers)
+                          max_retry_after_s=live.max_retry_after_s, headers=headers,
+                          on_request=on_request)
 
     source: Source | PythRpcSource
     if name == "coingecko":

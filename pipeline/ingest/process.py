@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
 from pipeline.config import PipelineConfig
 from pipeline.control import Handler
 from pipeline.errors import ConfigError
+from pipeline.ingest.config import LIVE_FEEDS, IngestConfig
 from pipeline.ingest.feed import Feed, make_feed
 from pipeline.ingest.validate import make_validator
 from pipeline.metrics import IngestMetrics
 from pipeline.records import SourceId
 from pipeline.ring import RingWriter
 from pipeline.runtime import Runtime, Service
+
+_HTTP_FEEDS: Final = ("coingecko", "hermes", "jupiter")  # through HttpClient and its cache
 
 
 class IngestService(Service):
@@ -29,6 +32,7 @@ class IngestService(Service):
         self._config = runtime.config.ingest
         self._metrics = IngestMetrics(runtime.registry)
         self._feed = feed or self._make_feed(runtime.config)
+        self._metrics.configure_sources(*_sources(self._config))
         self._validator = make_validator(runtime.config, runtime.log, self._metrics)
         self._writer = RingWriter(runtime.rings.ticks, ring_bell=runtime.ringer,
                                   **runtime.ring_kwargs())
@@ -48,7 +52,9 @@ class IngestService(Service):
         return make_feed(
             config.ingest, time.monotonic_ns, symbols=config.symbols,
             data_dir=config.paths.data_dir, log=self._runtime.log,
-            on_error=lambda source, why: self._metrics.source_errors.labels(source, why).inc())
+            on_error=lambda source, why: self._metrics.source_errors.labels(source, why).inc(),
+            on_request=lambda source, cache: self._metrics.http_requests.labels(
+                source, cache).inc())
 
     def step(self) -> bool:
         polled = self._feed.poll(time.monotonic_ns(), self._config.batch_max)
@@ -62,9 +68,10 @@ class IngestService(Service):
         self._writer.write(ticks)
         self.ticks_written += n
         self._last_price = float(ticks["price"][-1])
+        now_s = time.time()
         for source in np.unique(ticks["source_id"]):
             count = int(np.count_nonzero(ticks["source_id"] == source))
-            self._metrics.ticks.labels(SourceId(int(source)).name.lower()).inc(count)
+            self._metrics.ticks_written(SourceId(int(source)).name.lower(), count, now_s)
         return True
 
     def idle_timeout_s(self) -> float | None:
@@ -106,6 +113,7 @@ class IngestService(Service):
             raise ConfigError("ingest.replay_path", config.ingest.replay_path, str(exc)) from exc
         old, self._feed, self._config = self._feed, feed, config.ingest
         _close_feed(old)
+        self._metrics.configure_sources(*_sources(self._config))
 
     def handlers(self) -> Mapping[str, Handler]:
         return {}
@@ -113,6 +121,15 @@ class IngestService(Service):
     def close(self) -> None:
         _close_feed(self._feed)
         self._writer.close()
+
+
+def _sources(config: IngestConfig) -> tuple[list[str], list[str]]:
+    """(the source whose ticks enter the ring, the sources called over cached HTTP): the
+    feed's source and its cross-check, by the names the metrics carry."""
+    cross = [config.live.cross_check] if config.feed in LIVE_FEEDS and config.live.cross_check \
+        else []
+    http = [name for name in (config.feed, *cross) if name in _HTTP_FEEDS]
+    return [config.feed], http
 
 
 def _close_feed(feed: Feed) -> None:

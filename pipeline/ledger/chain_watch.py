@@ -36,6 +36,7 @@ import functools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Final
 
@@ -157,6 +158,14 @@ class ChainMetrics:
         self.readings = Counter("pipeline_chain_readings_total",
                                 "Chain balance readings by outcome", ["outcome"],
                                 registry=registry)
+        self.running = Gauge("pipeline_chain_watch_running",
+                             "1 while the ledger watches the chain balances, 0 once it "
+                             "stopped for good", registry=registry)
+        self.last_reading = Gauge("pipeline_chain_last_reading_timestamp_seconds",
+                                  "Unix time of the last chain balance reading (the watch's "
+                                  "start until the first)", registry=registry)
+        self.running.set(1)
+        self.last_reading.set(time.time())
 
 
 class ChainCheck:
@@ -281,6 +290,7 @@ class ChainCheck:
         snapshot, self._asked_snapshot = self._asked_snapshot, ""
         if reading.fatal:
             self._stopped = True
+            self._metrics.running.set(0)
             self._metrics.readings.labels("error").inc()
             self._log.error("chain balances cannot be read; the ledger stops watching the "
                             "chain: %s", reading.error, extra={"event": "chain.watch_stopped"})
@@ -290,6 +300,7 @@ class ChainCheck:
             self._log.warning("chain balances not read: %s", reading.error,
                               extra={"event": "chain.read_failed"})
             return
+        self._metrics.last_reading.set(time.time())
         if snapshot:
             self._metrics.readings.labels("snapshot").inc()
             self._store.record_chain_balances(reading.balances, snapshot)

@@ -28,6 +28,7 @@ from pipeline.control import ControlError, Handler
 from pipeline.control_peers import Refusal
 from pipeline.killflag import KillFlagWriter, flag_path
 from pipeline.ledger.db import init_db, make_engine
+from pipeline.ledger.gauges import export_storage
 from pipeline.ledger.governance import KillSwitch
 from pipeline.ledger.health import CommitHealth
 from pipeline.ledger.pacing import CommitPacer, estimate_wal_bytes
@@ -66,6 +67,7 @@ class LedgerService(Service):
         self._attach(RingReader(runtime.rings.reports, "ledger", **runtime.ring_kwargs()))
         self._pacer = CommitPacer(self._config.commits_per_s, self._config.wal_bytes_per_s)
         self._metrics = LedgerMetrics(runtime.registry)
+        export_storage(runtime.registry, database, config.paths.data_dir, self._config.backup)
         self._symbols = config.symbol_table()
         self._read_engine = make_engine(database, read_only=True)
         # Every process shares the host's clock; the ledger checks it once for all of them.
@@ -179,7 +181,9 @@ class LedgerService(Service):
             return False
         self._health.succeeded(time.monotonic())
         self._reports.advance(len(batch))
-        self._pacer.record(time.monotonic(), estimate_wal_bytes(result.rows_written))
+        wal_bytes = estimate_wal_bytes(result.rows_written)
+        self._pacer.record(time.monotonic(), wal_bytes)
+        self._metrics.wal_written.inc(wal_bytes)
         self.reports_committed += len(batch)
         self.commits += 1
         self.duplicates += result.duplicates
@@ -325,6 +329,7 @@ class LedgerService(Service):
             self._metrics.realized_pnl.labels(symbol).set(position.realized_pnl)
 
     def close(self) -> None:
+        self._clock.close()
         if self._chain is not None:
             self._chain.close()
         if self._backup is not None:

@@ -231,6 +231,7 @@ class StrategyService(Service):
             self._intents.backpressure_waits,
             self._intents.backpressure_timeouts,
         )
+        self._metrics.export_ticks(self.ticks_seen)
         self._metrics.paused.set(1.0 if self.paused else 0.0)
         refusals = self._risk.refusals
         if refusals.paused:  # a cool-down may end while no intent comes to check it

@@ -42,6 +42,10 @@ class BackupMetrics:
                          "Seconds since the newest state that a restore can recover "
                          "(+Inf before the first backup)", registry=registry)
         self.age.set_function(lambda: time.time() - last_good())
+        self.last_success = Gauge("pipeline_backup_last_success_timestamp_seconds",
+                                  "Unix time of the newest state a restore can recover "
+                                  "(0 until this process's first backup)", registry=registry)
+        self.last_success.set_function(lambda: max(last_good(), 0.0))
 
 
 class BackupAgent:

@@ -1,4 +1,5 @@
-"""The start-up clock check against an SNTP responder on 127.0.0.1 started by the test."""
+"""The clock check (at start and periodic) against an SNTP responder on 127.0.0.1 started by
+the test."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from testkit import eventually
 
 from pipeline.clock import ClockConfig, ClockGate, measure
-from pipeline.errors import OperationalError
+from pipeline.errors import ConfigError, OperationalError
 from pipeline.sntp import to_ntp
 
 LOG = logging.getLogger("test.clock")
@@ -77,8 +78,11 @@ def test_drift_of_a_second_keeps_trading_disabled_in_gated_environments(
         eventually(gate.done.is_set)
     assert not gate.allows_trading()
     assert gauge(registry, "pipeline_clock_bootstrap_failed") == 1.0
-    assert gauge(registry, "pipeline_clock_drift_seconds") == pytest.approx(5.0, abs=0.5)
-    assert "trading stays disabled" in caplog.text
+    assert gauge(registry, "pipeline_clock_offset_seconds") == pytest.approx(5.0, abs=0.5)
+    assert gauge(registry, "pipeline_clock_check_enabled") == 1.0
+    assert gauge(registry, "pipeline_clock_drift_seconds") is None  # the one gauge is offset
+    assert "trading is disabled until a check passes" in caplog.text
+    gate.close()
 
 
 def test_a_good_clock_enables_trading() -> None:
@@ -106,3 +110,40 @@ def test_no_answer_only_warns_in_paper_and_can_exit(silent_port: str) -> None:
 def test_auto_resolves_by_environment() -> None:
     assert [ClockConfig().action(env) for env in ("paper", "localnet", "devnet", "mainnet")] == [
         "warn", "warn", "disable_trading", "disable_trading"]
+
+
+def test_the_clock_is_measured_again_and_the_latest_check_decides() -> None:
+    server = NtpResponder(skew_s=0.0)
+    registry = CollectorRegistry()
+    config = ClockConfig(servers=(server.address,), check_interval_s=0.05, timeout_s=0.5)
+    gate = ClockGate(config, "mainnet", LOG, registry)
+    try:
+        eventually(gate.allows_trading, timeout_s=5, message="first check passed")
+        server.skew_s = 3.0  # the host clock drifts away
+        eventually(lambda: not gate.allows_trading(), timeout_s=5, message="drift noticed")
+        assert gauge(registry, "pipeline_clock_offset_seconds") == pytest.approx(3.0, abs=0.5)
+        assert gauge(registry, "pipeline_clock_bootstrap_failed") == 1.0
+        server.skew_s = 0.0
+        eventually(gate.allows_trading, timeout_s=5, message="trading back after a pass")
+        assert gate.checks >= 3
+    finally:
+        gate.close()
+
+
+def test_no_servers_turns_the_measurement_off_visibly() -> None:
+    registry = CollectorRegistry()
+    gate = ClockGate(ClockConfig(servers=()), "paper", LOG, registry)
+    eventually(gate.done.is_set)
+    gate.close()
+    assert gauge(registry, "pipeline_clock_check_enabled") == 0.0
+    assert gauge(registry, "pipeline_clock_offset_seconds") is None  # absent, not 0
+    assert gate.allows_trading()  # paper only warns
+    gated = ClockGate(ClockConfig(servers=()), "mainnet", LOG, CollectorRegistry())
+    eventually(gated.done.is_set)
+    gated.close()
+    assert not gated.allows_trading()  # a check that can never pass never opens trading
+
+
+def test_check_interval_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match=r"clock\.check_interval_s"):
+        ClockConfig(check_interval_s=0.0)

@@ -8,6 +8,7 @@ import os
 import socket
 import sqlite3
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -108,6 +109,7 @@ def test_snapshot_increments_restore_equal_live(
     agent.stop(timeout_s=20)  # ships a last increment
     assert _metric(registry, "pipeline_backup_failures_total", kind="increment") == 0
     assert registry.get_sample_value("pipeline_backup_last_good_age_seconds") < 60
+    assert time.time() - _metric(registry, "pipeline_backup_last_success_timestamp_seconds") < 60
 
     # Key rotation: the restoring keyring has a new current key and still holds the old one.
     target = tmp_path / "restored.sqlite"

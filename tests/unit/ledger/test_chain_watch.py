@@ -113,7 +113,13 @@ def _take_tokens(net: Localnet, asset: str, amount: int) -> None:
 
 
 def test_the_startup_reading_is_recorded_and_adopts_the_opening_balances(rig: Rig) -> None:
+    assert rig.registry.get_sample_value("pipeline_chain_watch_running") == 1
+    started = rig.registry.get_sample_value("pipeline_chain_last_reading_timestamp_seconds")
+    assert started is not None
     rig.settle("the start-up reading")
+    read = rig.registry.get_sample_value("pipeline_chain_last_reading_timestamp_seconds")
+    assert read is not None
+    assert read >= started
     readings = {asset: (amount, ledger) for asset, amount, ledger in rig.rows(
         "SELECT asset, amount, ledger_amount FROM chain_balances WHERE reason = 'startup'")}
     trader_sol = rig.net.chain.account(rig.net.world.trader.pubkey())
@@ -216,6 +222,7 @@ def test_an_account_that_cannot_be_read_stops_the_watch_once(tmp_path: Path,
             check.step(time.monotonic())
         assert registry.get_sample_value("pipeline_chain_readings_total",
                                          {"outcome": "error"}) == 1
+        assert registry.get_sample_value("pipeline_chain_watch_running") == 0  # for good
         assert check.closing(time.monotonic())
     finally:
         check.close()
