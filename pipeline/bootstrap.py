@@ -367,8 +367,6 @@ def report_at_start(config: PipelineConfig, registry: CollectorRegistry,
     results = run_checks(config, skip=skip)
     for result in results:
         metrics.check_failed.labels(result.name).set(1.0 if result.failed else 0.0)
-        if result.name == "clock" and result.value is not None:
-            metrics.clock_offset.set(result.value)
         if result.failed:
             log.error("bootstrap check %s failed: %s", result.name, result.detail,
                       extra={"event": "bootstrap.failed", "check": result.name})
