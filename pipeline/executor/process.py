@@ -66,6 +66,9 @@ class ExecutorService(Service):
         )
         self._metrics = ExecutorMetrics(runtime.registry)
         self._venue_name = config.executor.venue
+        # Series from the start at 0: a first fill is an increase ("no fills for 15 min").
+        self._metrics.orders.labels(self._venue_name)
+        self._metrics.fills.labels(self._venue_name)
         self._max_intent_age_ns = int(config.executor.max_intent_age_ms * 1_000_000)
         self._halt: int | None = None  # the trading state as last read; None: not yet
         self._trading = open_reader(config, "executor", runtime.run_id, log=runtime.log,
