@@ -47,6 +47,7 @@ from pipeline.records import INTENT_DTYPE, REPORT_DTYPE, TICK_DTYPE
 from pipeline.reload import ConfigReloader, config_digest
 from pipeline.sched import request_slice
 from pipeline.startup import operator_problem
+from pipeline.stopping import drain_timeout_s
 from pipeline.wakeup import BellRinger, Doorbell, Waiter
 
 _CONTROL_POLL_S = 0.005  # how often a busy loop answers control requests
@@ -330,7 +331,7 @@ def run_service(runtime: Runtime, make_service: Callable[[Runtime], Service]) ->
         state = "draining"
         runtime.metrics.set_state(state)
         log.info("draining", extra={"event": "process.draining"})
-        deadline = time.monotonic() + config.run.stop_timeout_s * 0.8
+        deadline = time.monotonic() + drain_timeout_s(runtime.name, config.run.stop_timeout_s)
         while not service.drain():
             if time.monotonic() > deadline:
                 log.error("drain timed out with work in flight",

@@ -23,13 +23,13 @@ from pipeline.config import PROCESSES, PipelineConfig, load_config
 
 
 class _Ok(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"{}")
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         """Quiet: the test output is not the place for access logs."""
 
 
@@ -85,7 +85,8 @@ def test_a_coingecko_feed_probes_its_url_only_and_only_in_ingest(tmp_path: Path,
         result = bootstrap.check_feed_endpoints(config)
         assert result.status == bootstrap.PASS, result.detail
         assert result.detail.startswith("ingest.live.coingecko_url ")
-        assert "hermes" not in result.detail and "rpc_urls" not in result.detail
+        assert "hermes" not in result.detail
+        assert "rpc_urls" not in result.detail
         started = {process: _failed_at_start(process, config) for process in PROCESSES}
     assert started["ingest"]["feed_endpoints"] == 0.0
     # The provider is gone: one failed check, in ingest alone.
@@ -158,7 +159,8 @@ def test_pipeline_check_for_one_process_shows_its_checks_only(
     data_dir = str(tmp_path / "var")
     assert main(["check", "--data-dir", data_dir, "--process", "strategy"]) == 0
     names = {line.split()[0] for line in capsys.readouterr().out.splitlines()[2:]}
-    assert "feed_endpoints" not in names and "rings" in names
+    assert "feed_endpoints" not in names
+    assert "rings" in names
     assert main(["check", "--data-dir", data_dir, "--process", "ingest"]) == 2
     rows = [line.split()[:2] for line in capsys.readouterr().out.splitlines()]
     assert ["feed_endpoints", "fail"] in rows
