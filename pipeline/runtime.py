@@ -16,6 +16,7 @@ import gc
 import logging
 import os
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -258,7 +259,10 @@ def run_service(runtime: Runtime, make_service: Callable[[Runtime], Service]) ->
             runtime.close()
             return EXIT_CRASH
         # Config or environment: the same on every retry, so no restart loop and no traceback.
+        # The JSON log is where the operator and the log shipper look; stderr (supervisor's
+        # <process>.stderr.log, a terminal) gets the same line, as for earlier failures.
         log.error("cannot start: %s", problem, extra={"event": "process.start_failed"})
+        print(f"pipeline {runtime.name}: cannot start: {problem}", file=sys.stderr)
         runtime.close()
         return EXIT_OPERATIONAL
     events = runtime.events

@@ -156,3 +156,23 @@ def test_a_stalled_strategy_holds_the_executor_which_holds_the_ledger(tmp_path: 
     assert [w["outcome"] for w in waits] in (["closed"], ["exited"]), waits
     _assert_ledger_stopped_last(logs, 1)
     _assert_everything_booked(database, logs, shm_dir)
+
+
+def test_a_config_error_exits_once_with_its_reason_in_the_json_log(tmp_path: Path,
+                                                                    shm_dir: Path) -> None:
+    """Exit 2 is in exitcodes and startsecs is 0, so supervisord takes it as expected:
+    EXITED, not restarted (not BACKOFF retries ending FATAL)."""
+    with supervised(tmp_path, shm_dir, "[ledger]\ncommits_per_s = -5\n") as sup:
+        logs = sup.data_dir / "logs"
+        eventually(lambda: sup.states() == dict.fromkeys(PROGRAMS, "EXITED"), timeout_s=60,
+                   interval_s=0.2, message="all four EXITED")
+        daemon_log = (Path(sup.env["SUPERVISOR_DIR"]) / "supervisord.log").read_text()
+    for program in PROGRAMS:
+        assert daemon_log.count(f"spawned: '{program}'") == 1, daemon_log
+        assert f"exited: {program} (exit status 2; expected)" in daemon_log, daemon_log
+    for program in PROGRAMS:
+        failed = log_events(logs / f"{program}.log", "process.start_failed")
+        assert len(failed) == 1, (program, failed)  # started once, never again
+        assert "commits_per_s = -5" in str(failed[0]["message"])
+        assert str(failed[0]["time"]).endswith("Z")
+        assert "commits_per_s = -5" in (logs / f"{program}.stderr.log").read_text()
