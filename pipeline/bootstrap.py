@@ -2,7 +2,9 @@
 
 Each check returns pass, fail or skip with a reason an operator can act on. They read and
 probe, never change anything: the database is opened read-only, rings are inspected without
-attaching, endpoints get a TCP connect. At a process start a failure is logged and sets
+attaching, endpoints get a TCP connect: only the URLs the configured feed, venue and backups
+really call, and at a start only in the process that calls them (:data:`OWNERS`: ingest
+probes the feed's, the executor the venue's). At a process start a failure is logged and sets
 ``pipeline_bootstrap_failed`` (which pages); it stops the process (exit 2) only where that
 process owns what failed (:data:`BLOCKING_AT_START`: the ledger its database's pages, ingest
 its replay file). Otherwise the process's own start-up refuses what is unsafe (a database
@@ -39,11 +41,6 @@ SKIP: Final = "skip"
 WARN: Final = "warn"  # not available, but a fallback does the job
 _KEY_FILE_WORDS: Final = ("keypair", "key_file", "key_path", "keyfile")
 _URL_SCHEMES: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
-# Endpoints carry defaults even when unused: a section's URLs count only while it is active.
-_ACTIVE_WHEN: Final[dict[str, Callable[[PipelineConfig], bool]]] = {
-    "ingest.": lambda c: c.ingest.feed not in ("replay", "synthetic"),
-    "executor.": lambda c: c.executor.venue != "paper",
-}
 
 
 @dataclass(frozen=True)
@@ -239,29 +236,82 @@ def check_clock(config: PipelineConfig) -> CheckResult:
     return CheckResult("clock", PASS, detail, result.offset_s)
 
 
-def check_endpoints(config: PipelineConfig) -> CheckResult:
-    """RPC and feed URLs found anywhere in the config must accept a TCP connection."""
-    urls = [(key, value) for key, value in config_fields(config)
-            if isinstance(value, str) and urlsplit(value).scheme in _URL_SCHEMES
-            and urlsplit(value).hostname and _active(config, key)]
+def feed_urls(config: PipelineConfig) -> list[tuple[str, str]]:
+    """(config key, URL) of each endpoint the configured feed and its cross-check call.
+
+    Mirrors :func:`pipeline.ingest.live.make_live_feed`: the other ``ingest.live`` URLs carry
+    defaults but are never called, so they are never probed.
+    """
+    live = config.ingest.live
+    used: list[tuple[str, str]] = []
+    for feed in dict.fromkeys((config.ingest.feed, live.cross_check)):
+        if feed == "coingecko":
+            key = "coingecko_pro_url" if live.coingecko_key_kind == "pro" else "coingecko_url"
+            used.append((f"ingest.live.{key}", getattr(live, key)))
+        elif feed in ("hermes", "jupiter"):
+            used.append((f"ingest.live.{feed}_url", getattr(live, f"{feed}_url")))
+        elif feed == "pyth":  # never a cross-check: the config refuses that
+            used += [(f"ingest.live.rpc_urls.{i}", url) for i, url in enumerate(live.rpc_urls)]
+            used += [(f"ingest.live.ws_urls.{i}", url) for i, url in enumerate(live.ws_urls)]
+    return used
+
+
+def venue_urls(config: PipelineConfig) -> list[tuple[str, str]]:
+    """(config key, URL) of the venue's RPC and swap API; none on paper, and none set on
+    localnet (its manifest names them, and the solana checks probe them)."""
+    if config.executor.venue != "solana":
+        return []
+    solana = config.executor.solana
+    return [(f"executor.solana.{key}", getattr(solana, key))
+            for key in ("rpc_url", "swap_url") if getattr(solana, key)]
+
+
+def backup_urls(config: PipelineConfig) -> list[tuple[str, str]]:
+    """The S3 endpoint the ledger's backups go to, when backups are on and it is set."""
+    backup = config.ledger.backup
+    return [("ledger.backup.endpoint_url", backup.endpoint_url)] \
+        if backup.enabled and backup.endpoint_url else []
+
+
+def check_feed_endpoints(config: PipelineConfig) -> CheckResult:
+    """The URLs the configured feed calls must accept a TCP connection (ingest's check)."""
+    return _probe("feed_endpoints", feed_urls(config), config.check.reach_timeout_s,
+                  f"ingest.feed {config.ingest.feed} calls no URL")
+
+
+def check_venue_endpoints(config: PipelineConfig) -> CheckResult:
+    """The venue's RPC and swap API must accept a TCP connection (the executor's check)."""
+    return _probe("venue_endpoints", venue_urls(config), config.check.reach_timeout_s,
+                  f"executor.venue {config.executor.venue} has no URL in the config")
+
+
+def check_backup_endpoint(config: PipelineConfig) -> CheckResult:
+    """The backup endpoint must accept a TCP connection (the ledger's check)."""
+    return _probe("backup_endpoint", backup_urls(config), config.check.reach_timeout_s,
+                  "backups off, or on AWS's default endpoint")
+
+
+def _probe(name: str, urls: list[tuple[str, str]], timeout_s: float,
+           unused: str) -> CheckResult:
+    """A TCP connect to each URL: one result naming every one that refused."""
     if not urls:
-        return CheckResult("endpoints", SKIP, "no RPC or feed URL configured")
+        return CheckResult(name, SKIP, unused)
     problems, reached = [], []
     for key, url in urls:
         parts = urlsplit(url)
         host = parts.hostname or ""
-        port = parts.port or _URL_SCHEMES[parts.scheme]
+        port = parts.port or _URL_SCHEMES.get(parts.scheme, 443)
         started = time.monotonic()
         try:
-            with socket.create_connection((host, port), timeout=config.check.reach_timeout_s):
+            with socket.create_connection((host, port), timeout=timeout_s):
                 pass
         except OSError as exc:
             problems.append(f"{key} ({host}:{port}): {exc.strerror or exc}")
             continue
         reached.append(f"{key} {(time.monotonic() - started) * 1000:.0f} ms")
     if problems:
-        return CheckResult("endpoints", FAIL, "; ".join(problems))
-    return CheckResult("endpoints", PASS, ", ".join(reached))
+        return CheckResult(name, FAIL, "; ".join(problems))
+    return CheckResult(name, PASS, ", ".join(reached))
 
 
 def check_solana(config: PipelineConfig) -> list[CheckResult]:
@@ -301,15 +351,11 @@ def check_solana(config: PipelineConfig) -> list[CheckResult]:
     return results
 
 
-def _active(config: PipelineConfig, key: str) -> bool:
-    return all(active(config) for prefix, active in _ACTIVE_WHEN.items()
-               if key.startswith(prefix))
-
-
 Check = Callable[[PipelineConfig], CheckResult | list[CheckResult]]
 CHECKS: Final[tuple[Check, ...]] = (
     check_config, check_data_dir, check_database, check_database_pages, check_replay,
-    check_rings, check_key_files, check_clock, check_endpoints, check_solana,
+    check_rings, check_key_files, check_clock, check_feed_endpoints, check_venue_endpoints,
+    check_backup_endpoint, check_solana,
 )
 # At a process start, the checks whose failure stops that process (exit 2): it owns what
 # they look at, and would otherwise crash on it or, worse, write on top of it.
@@ -317,8 +363,21 @@ BLOCKING_AT_START: Final[dict[str, tuple[str, ...]]] = {
     "ledger": ("database_pages",),
     "ingest": ("replay",),
 }
-# Checks that read a lot: at a start, only the process that owns what they read runs them.
-_OWNER_ONLY: Final = frozenset({"database_pages"})
+# Checks that read a lot or call out: at a start, only the process that owns what they look
+# at runs them, so one bad URL is one failed check in one process (``pipeline check`` runs
+# them all).
+OWNERS: Final[dict[str, str]] = {
+    "database_pages": "ledger",
+    "backup_endpoint": "ledger",
+    "feed_endpoints": "ingest",
+    "venue_endpoints": "executor",
+    "solana": "executor",
+}
+
+
+def owned_by_others(process: str) -> frozenset[str]:
+    """The checks ``process`` leaves to their owner at its start."""
+    return frozenset(name for name, owner in OWNERS.items() if owner != process)
 
 
 def run_checks(config: PipelineConfig, only: frozenset[str] | None = None,
@@ -351,7 +410,8 @@ def refuse_at_start(process: str, config: PipelineConfig, registry: CollectorReg
     blocking ones); raise OperationalError if one that blocks ``process`` failed."""
     blocking = frozenset(BLOCKING_AT_START.get(process, ()))
     if config.check.on_start:
-        results = report_at_start(config, registry, log, skip=_OWNER_ONLY - blocking)
+        results = report_at_start(config, registry, log,
+                                  skip=owned_by_others(process) - blocking)
     else:
         results = run_checks(config, only=blocking)
     failed = [r for r in results if r.failed and r.name in blocking]

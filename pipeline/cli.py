@@ -22,7 +22,7 @@ from pipeline.argtypes import positive_float
 from pipeline.config import PROCESSES, PipelineConfig, load_config
 from pipeline.errors import EXIT_OK, EXIT_OPERATIONAL, ConfigError, OperationalError
 from pipeline.lineage import LAUNCHER_GONE, follow_launcher
-from pipeline.logs import setup_logging
+from pipeline.logs import log_start_failure, setup_logging
 from pipeline.runtime import Runtime, Service, run_service
 from pipeline.startup import operator_problem
 
@@ -110,6 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = _load(args)
     except ConfigError as exc:
         print(f"pipeline: {exc}", file=sys.stderr)
+        if args.command in (*PROCESSES, "run") and args.data_dir:  # supervisor passes it
+            # Where the operator (and promtail) look first: the process's own JSON log.
+            log_start_failure(args.command, args.env or "unknown",
+                              Path(args.data_dir) / "logs", str(exc))
         return EXIT_OPERATIONAL
     module = getattr(args, "tool_module", None)
     if module is not None:

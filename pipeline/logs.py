@@ -1,8 +1,11 @@
 """Structured JSON logs: one line per event with process, pid and environment.
 
-Each process logs to ``<data_dir>/logs/<process>.log``, rotated at midnight and kept for
+Each process logs to ``<data_dir>/logs/<process>.log``, rotated at midnight UTC and kept for
 ``log.keep_days``; standalone processes (under supervisor) also log to stderr, which
 supervisor captures. Use ``log.info("what happened", extra={"event": "dotted.name", ...})``.
+Timestamps are ISO 8601 in UTC with milliseconds (``2026-11-29T09:10:34.893Z``): a log
+shipper parses them without guessing the host's zone. A process that cannot start writes
+its reason there too (:func:`log_start_failure`), not only to stderr.
 """
 
 from __future__ import annotations
@@ -12,11 +15,21 @@ import logging
 import logging.handlers
 import os
 import sys
+import time
 from pathlib import Path
 
 from pythonjsonlogger.json import JsonFormatter
 
 _FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+class UtcJsonFormatter(JsonFormatter):
+    """JSON lines whose ``time`` is ISO 8601 UTC with milliseconds and a ``Z``."""
+
+    def formatTime(self, record: logging.LogRecord,  # noqa: N802 (logging's name)
+                   datefmt: str | None = None) -> str:
+        seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        return f"{seconds}.{int(record.msecs):03d}Z"
 
 
 class _ContextFilter(logging.Filter):
@@ -46,8 +59,8 @@ def setup_logging(process: str, env: str, log_dir: Path | None, *, level: str = 
     for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()
-    formatter = JsonFormatter(_FIELDS, rename_fields={"asctime": "time", "levelname": "level",
-                                                      "process_name": "process"})
+    formatter = UtcJsonFormatter(_FIELDS, rename_fields={
+        "asctime": "time", "levelname": "level", "process_name": "process"})
     context = _ContextFilter(process, env)
     handlers: list[logging.Handler] = []
     if log_dir is not None:
@@ -64,6 +77,19 @@ def setup_logging(process: str, env: str, log_dir: Path | None, *, level: str = 
     for chatty in _CHATTY_LIBRARIES:  # a line per HTTP request would drown the events
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
     return logging.getLogger(f"pipeline.{process}")
+
+
+def log_start_failure(process: str, env: str, log_dir: Path, problem: str) -> None:
+    """Write why ``process`` cannot start to its JSON log, for a process that failed before
+    its logging was set up (a config that does not load). The caller still prints it to
+    stderr: supervisor's ``<process>.stderr.log`` and a terminal see it too."""
+    try:
+        log = setup_logging(process, env, log_dir, to_stderr=False)
+    except OSError:
+        return  # the log dir itself is the problem: stderr is all there is
+    log.error("cannot start: %s", problem, extra={"event": "process.start_failed"})
+    for handler in logging.getLogger().handlers:
+        handler.flush()
 
 
 _TAIL_BYTES = 64 * 1024  # far more than the last few events of a process that just exited

@@ -517,6 +517,11 @@ class RingReader:
         """True once the writer shut down in order and unlinked the segment."""
         return bool(self._words[_OFF_CLOSED // 8])
 
+    @property
+    def writer_pid(self) -> int:
+        """The pid of the process that last opened the ring for writing (0: none yet)."""
+        return int(self._words[_OFF_WRITER_PID // 8])
+
     def available(self) -> int:
         """Published records not yet read (may exceed capacity on an overrun lossy ring)."""
         return int(self._words[_OFF_WRITE // 8] - self._words[self._cursor_idx])

@@ -16,6 +16,7 @@ import gc
 import logging
 import os
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -47,6 +48,7 @@ from pipeline.records import INTENT_DTYPE, REPORT_DTYPE, TICK_DTYPE
 from pipeline.reload import ConfigReloader, config_digest
 from pipeline.sched import request_slice
 from pipeline.startup import operator_problem
+from pipeline.stopping import drain_timeout_s
 from pipeline.wakeup import BellRinger, Doorbell, Waiter
 
 _CONTROL_POLL_S = 0.005  # how often a busy loop answers control requests
@@ -257,7 +259,10 @@ def run_service(runtime: Runtime, make_service: Callable[[Runtime], Service]) ->
             runtime.close()
             return EXIT_CRASH
         # Config or environment: the same on every retry, so no restart loop and no traceback.
+        # The JSON log is where the operator and the log shipper look; stderr (supervisor's
+        # <process>.stderr.log, a terminal) gets the same line, as for earlier failures.
         log.error("cannot start: %s", problem, extra={"event": "process.start_failed"})
+        print(f"pipeline {runtime.name}: cannot start: {problem}", file=sys.stderr)
         runtime.close()
         return EXIT_OPERATIONAL
     events = runtime.events
@@ -330,7 +335,7 @@ def run_service(runtime: Runtime, make_service: Callable[[Runtime], Service]) ->
         state = "draining"
         runtime.metrics.set_state(state)
         log.info("draining", extra={"event": "process.draining"})
-        deadline = time.monotonic() + config.run.stop_timeout_s * 0.8
+        deadline = time.monotonic() + drain_timeout_s(runtime.name, config.run.stop_timeout_s)
         while not service.drain():
             if time.monotonic() > deadline:
                 log.error("drain timed out with work in flight",

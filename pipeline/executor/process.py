@@ -32,6 +32,7 @@ from pipeline.reattach import follow
 from pipeline.records import REPORT_DTYPE, OrderStatus, RejectReason
 from pipeline.ring import RingReader, RingWriter
 from pipeline.runtime import Runtime, Service
+from pipeline.stopping import UpstreamWait, upstream_wait_s
 from pipeline.trading_state import describe, names, reject_reason
 
 _BATCH_MAX = 1024
@@ -78,6 +79,7 @@ class ExecutorService(Service):
         self._pending_seq: dict[int, int] = {}  # client_order_id -> intent sequence
         self._latency_ns = np.zeros(_LATENCY_WINDOW, dtype=np.int64)
         self._latency_count = 0
+        self._strategy_done: UpstreamWait | None = None  # made when draining starts
         self.orders_sent = 0
         self.fills = 0
         self.rejects = 0
@@ -238,14 +240,22 @@ class ExecutorService(Service):
 
     # -- lifecycle --------------------------------------------------------------------------
     def drain(self) -> bool:
-        """Submit what is left, cancel what the venue still holds, flush every report."""
+        """Submit what is left, cancel what the venue still holds, flush every report; done
+        once the strategy has finished writing intents (it may be stopping at this very
+        moment, :mod:`pipeline.stopping`) and every one of them has its final report."""
+        if self._strategy_done is None:
+            self._strategy_done = UpstreamWait(
+                "strategy", upstream_wait_s("executor", self._runtime.config.run.stop_timeout_s),
+                self._runtime.log)
+        strategy_done = self._strategy_done.finished(self._intents)  # before reading the rest
         while self._work():
             pass
         if self._pending_seq:
             self._emit(self._venue.cancel_all(RejectReason.SHUTDOWN))
         self._flush_outbox()
         self._advance_intents()
-        return not len(self._outbox) and not self._pending_seq and not self._intents.available()
+        return (strategy_done and not len(self._outbox) and not self._pending_seq
+                and not self._intents.available())
 
     def latency_quantiles_us(self) -> dict[str, float]:
         count = min(self._latency_count, _LATENCY_WINDOW)

@@ -37,6 +37,7 @@ from pipeline.metrics import LedgerMetrics
 from pipeline.reattach import follow
 from pipeline.ring import RingReader
 from pipeline.runtime import Runtime, Service
+from pipeline.stopping import UpstreamWait, upstream_wait_s
 from pipeline.trading_state import WRITTEN, Halt, describe, names
 
 _CHAIN_POLL_S: Final = 0.05  # how often to step the chain check while it wants a reading
@@ -99,6 +100,7 @@ class LedgerService(Service):
         self._trade_enabled = self._effective_trade_enabled()
         self._publish_state()
         self._wait_s: float | None = None
+        self._executor_done: UpstreamWait | None = None  # made when draining starts
         self.reports_committed = 0
         self.commits = 0
         self.duplicates = 0
@@ -202,11 +204,21 @@ class LedgerService(Service):
         return self._wait_s
 
     def drain(self) -> bool:
+        """Commit until the executor has finished writing reports and none is left unread.
+
+        Everything may be stopped at once (supervisord signals a group together): the
+        executor's own drain still writes reports, so the ledger stops last by waiting for
+        it (:class:`~pipeline.stopping.UpstreamWait`), not by being signalled last."""
+        if self._executor_done is None:
+            self._executor_done = UpstreamWait(
+                "executor", upstream_wait_s("ledger", self._runtime.config.run.stop_timeout_s),
+                self._runtime.log)
+        executor_done = self._executor_done.finished(self._reports)  # before reading the rest
         if self._kill_switch.retry_due(time.monotonic()):
             self._kill_switch.retry()  # tried, not waited for: the flag keeps it pending
         self._commit_when_due()
         self._health.check(time.monotonic())
-        if self._reports.available():
+        if self._reports.available() or not executor_done:
             return False
         return self._chain is None or self._chain.closing(time.monotonic())
 

@@ -156,27 +156,6 @@ def test_a_ring_of_another_environment_fails(tmp_path: Path, shm_dir: Path) -> N
     assert "belongs to env 'devnet'" in result.detail
 
 
-def test_endpoints_in_use_must_accept_a_connection(tmp_path: Path, shm_dir: Path) -> None:
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        port = server.getsockname()[1]
-        live = {"feed": "coingecko",
-                "live": {"coingecko_url": f"http://127.0.0.1:{port}/api/v3",
-                         "coingecko_pro_url": f"http://127.0.0.1:{port}/api/v3",
-                         "hermes_url": f"http://127.0.0.1:{port}",
-                         "jupiter_url": f"http://127.0.0.1:{port}",
-                         "rpc_urls": [f"http://127.0.0.1:{port}"]}}
-        config = _config(tmp_path, shm_dir, ingest=live)
-        assert bootstrap.check_endpoints(config).status == bootstrap.PASS
-    result = bootstrap.check_endpoints(config)  # the listener is gone now
-    assert result.failed
-    assert "ingest.live.coingecko_url" in result.detail
-
-
-def test_unused_feed_urls_are_not_probed(tmp_path: Path, shm_dir: Path) -> None:
-    config = _config(tmp_path, shm_dir, ingest={"live": {"jupiter_url": "http://127.0.0.1:1"}})
-    assert bootstrap.check_endpoints(config).status == bootstrap.SKIP
-
-
 def test_start_hook_sets_the_bootstrap_failed_gauge(tmp_path: Path, shm_dir: Path) -> None:
     import logging
 
