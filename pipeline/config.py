@@ -125,16 +125,10 @@ class CheckConfig:
     """Bootstrap checks (``pipeline check`` and at each process start)."""
 
     on_start: bool = True
-    ntp_server: str = ""  # host or host:port; empty skips the clock check
-    ntp_timeout_s: float = 1.0
-    max_clock_offset_ms: float = 50.0
     reach_timeout_s: float = 2.0  # RPC and feed endpoints
     min_free_disk_mb: float = 200.0
 
     def __post_init__(self) -> None:
-        require(self.ntp_timeout_s > 0, "check.ntp_timeout_s", self.ntp_timeout_s, "must be > 0")
-        require(self.max_clock_offset_ms > 0, "check.max_clock_offset_ms",
-                self.max_clock_offset_ms, "must be > 0")
         require(self.reach_timeout_s > 0, "check.reach_timeout_s", self.reach_timeout_s,
                 "must be > 0")
         require(self.min_free_disk_mb >= 0, "check.min_free_disk_mb", self.min_free_disk_mb,

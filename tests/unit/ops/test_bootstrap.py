@@ -25,7 +25,9 @@ from pipeline.runtime import RingSpecs
 
 def _config(tmp_path: Path, shm_dir: Path, **sections: object) -> PipelineConfig:
     overrides: dict[str, object] = {"data_dir": str(tmp_path / "var"),
-                                    "rings": {"shm_dir": str(shm_dir)}, **sections}
+                                    "rings": {"shm_dir": str(shm_dir)},
+                                    "clock": {"servers": []},  # never the internet
+                                    **sections}
     return load_config(environ={}, overrides=overrides)
 
 
@@ -73,11 +75,15 @@ def test_defaults_pass_on_a_fresh_data_dir(tmp_path: Path, shm_dir: Path) -> Non
     assert "not created yet" in results["database"].detail
 
 
-@pytest.mark.parametrize(("offset_s", "status"), [(0.0, "pass"), (0.25, "fail"), (-0.25, "fail")])
+@pytest.mark.parametrize(("offset_s", "on_failure", "status"), [
+    (0.0, "disable_trading", "pass"), (1.5, "disable_trading", "fail"),
+    (-1.5, "disable_trading", "fail"), (1.5, "auto", "warn")])  # paper: auto only warns
 def test_clock_offset_is_measured_over_sntp(tmp_path: Path, shm_dir: Path, offset_s: float,
-                                            status: str) -> None:
+                                            on_failure: str, status: str) -> None:
+    """The trading gate's threshold (clock.max_drift_s, 1 s) and the gate's verdict."""
     with sntp_server(offset_s) as port:
-        config = _config(tmp_path, shm_dir, check={"ntp_server": f"127.0.0.1:{port}"})
+        config = _config(tmp_path, shm_dir, clock={"servers": [f"127.0.0.1:{port}"],
+                                                   "on_failure": on_failure})
         result = bootstrap.check_clock(config)
     assert result.status == status, result.detail
     assert result.value == pytest.approx(offset_s, abs=0.02)
@@ -92,11 +98,12 @@ def test_no_ntp_answer_fails_the_clock_check(tmp_path: Path, shm_dir: Path) -> N
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
         silent.bind(("127.0.0.1", 0))
         port = silent.getsockname()[1]
-        config = _config(tmp_path, shm_dir, check={"ntp_server": f"127.0.0.1:{port}",
-                                                    "ntp_timeout_s": 0.2})
+        config = _config(tmp_path, shm_dir, clock={"servers": [f"127.0.0.1:{port}"],
+                                                   "timeout_s": 0.2,
+                                                   "on_failure": "disable_trading"})
         result = bootstrap.check_clock(config)
     assert result.failed
-    assert "no answer" in result.detail
+    assert "no NTP server answered" in result.detail
 
 
 def test_a_key_file_readable_by_others_fails(tmp_path: Path, shm_dir: Path) -> None:
@@ -160,11 +167,11 @@ def test_start_hook_sets_the_bootstrap_failed_gauge(tmp_path: Path, shm_dir: Pat
     import logging
 
     registry = CollectorRegistry()
-    with sntp_server(1.0) as port:
-        config = _config(tmp_path, shm_dir, check={"ntp_server": f"127.0.0.1:{port}"})
-        bootstrap.report_at_start(config, registry, logging.getLogger("test"))
+    config = _config(tmp_path, shm_dir, check={"min_free_disk_mb": 1e12})  # no disk is that big
+    bootstrap.report_at_start(config, registry, logging.getLogger("test"))
     assert registry.get_sample_value("pipeline_bootstrap_failed") == 1.0
-    assert registry.get_sample_value("pipeline_bootstrap_check_failed", {"check": "clock"}) == 1.0
+    assert registry.get_sample_value("pipeline_bootstrap_check_failed",
+                                     {"check": "data_dir"}) == 1.0
 
 
 def test_pipeline_check_prints_a_table_and_exits_nonzero_on_failure(
