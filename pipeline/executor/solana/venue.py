@@ -25,6 +25,7 @@ after its commits and turns trading off through the kill switch on a mismatch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -171,15 +172,16 @@ class SolanaVenue:
 
         Orders still in flight are abandoned here; their signatures are in the ledger (NEW
         reports) and the next start reconciles them."""
-        if self._loop.is_closed():
-            return
-        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+        with contextlib.suppress(RuntimeError):  # the worker already ended, its loop closed
+            self._loop.call_soon_threadsafe(self._begin_shutdown)
         self._thread.join(timeout=_CLOSE_WAIT_S)
-        if self._thread.is_alive():  # a loaded host; the daemon thread dies with the process
+        if self._thread.is_alive():  # a loaded host; it closes its loop when it ends
             self._log.warning("the Solana venue's worker did not stop within %.0f s",
                               _CLOSE_WAIT_S, extra={"event": "solana.close_slow"})
-            return
-        self._loop.close()
+
+    def _begin_shutdown(self) -> None:
+        """On the worker's loop: stop it once its tasks and clients are closed."""
+        self._loop.create_task(self._shutdown())
 
     async def _shutdown(self) -> None:
         current = asyncio.current_task()
@@ -221,7 +223,7 @@ class SolanaVenue:
         return report
 
     # -- the worker's side ------------------------------------------------------------------
-    def _serve(self) -> None:
+    def _work(self) -> None:
         asyncio.set_event_loop(self._loop)
         retrier = Retrier(self._config.rpc_attempts, self._config.backoff_s,
                           self._config.rpc_timeout_s, self._log,
@@ -239,6 +241,13 @@ class SolanaVenue:
                               len(self._in_flight), extra={"event": "solana.recover",
                                                            "orders": len(self._in_flight)})
         self._loop.run_forever()
+
+    def _serve(self) -> None:
+        """The worker thread owns its loop: it closes it when it ends, however late."""
+        try:
+            self._work()
+        finally:
+            self._loop.close()
 
     def _start(self, intent: np.ndarray, send_ns: int) -> None:
         self._loop.create_task(self._order(intent, send_ns))
