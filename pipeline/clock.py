@@ -112,6 +112,7 @@ class ClockGate:
         self._offset = Gauge("pipeline_clock_offset_seconds",
                              "NTP time minus this host's, at the latest clock check",
                              registry=registry if enabled else None)
+        self._offset.set(math.nan)  # NaN, not 0, until a server answers (0 reads as good)
         self._failed.set(-1)
         self._stop = threading.Event()
         self.done = threading.Event()  # the first check has an answer
@@ -143,8 +144,7 @@ class ClockGate:
         offset, where = measure(self._config, self._query)
         was_ok, first = self.ok, not self.done.is_set()
         self.ok = offset is not None and abs(offset) < self._config.max_drift_s
-        if offset is not None:
-            self._offset.set(offset)
+        self._offset.set(math.nan if offset is None else offset)  # no answer: unknown
         self._failed.set(0 if self.ok else 1)
         self.checks += 1
         self.done.set()

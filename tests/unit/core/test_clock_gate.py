@@ -4,6 +4,7 @@ the test."""
 from __future__ import annotations
 
 import logging
+import math
 import socket
 import struct
 import threading
@@ -102,6 +103,9 @@ def test_no_answer_only_warns_in_paper_and_can_exit(silent_port: str) -> None:
     eventually(gate.done.is_set)
     assert gate.allows_trading()
     assert gauge(registry, "pipeline_clock_bootstrap_failed") == 1.0
+    offset = gauge(registry, "pipeline_clock_offset_seconds")
+    assert offset is not None
+    assert math.isnan(offset), "unknown, never a good-looking 0"
     exiting = ClockConfig(servers=(silent_port,), timeout_s=0.2, on_failure="exit")
     with pytest.raises(OperationalError, match="clock"):
         ClockGate(exiting, "paper", LOG, CollectorRegistry())
