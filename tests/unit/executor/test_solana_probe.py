@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 from localnet_kit import Localnet, running_localnet
+from testkit import serve_http
 
 from pipeline import bootstrap
 from pipeline.cli import main
@@ -71,16 +71,8 @@ def refusing_get_transaction(upstream: str) -> Iterator[str]:
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_http(Handler) as url:
+        yield url
 
 
 def test_the_localnet_serves_every_capability(tmp_path: Path) -> None:

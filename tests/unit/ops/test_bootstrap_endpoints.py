@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import AbstractContextManager
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from testkit import serve_http
 
 from pipeline import bootstrap
 from pipeline.cli import main
@@ -33,18 +32,9 @@ class _Ok(BaseHTTPRequestHandler):
         """Quiet: the test output is not the place for access logs."""
 
 
-@contextmanager
-def http_server() -> Iterator[str]:
-    """A real HTTP server on 127.0.0.1; yields its base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+def http_server() -> AbstractContextManager[str]:
+    """A real HTTP server on 127.0.0.1 answering 200 ``{}``; yields its base URL."""
+    return serve_http(_Ok)
 
 
 def dead_url() -> str:
