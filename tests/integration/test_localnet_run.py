@@ -95,8 +95,13 @@ def test_pipeline_run_env_localnet_trades_with_real_signatures(tmp_path: Path,
                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
     try:
-        eventually(lambda: count(database, "SELECT count(*) FROM fills") >= 3,
-                   timeout_s=90, interval_s=0.2, message="three fills on the localnet")
+        # Three fills, and a chain reading the ledger took after fills while trading (it
+        # waits for a moment with no order open; a stop first would make it "shutdown").
+        eventually(lambda: count(database, "SELECT count(*) FROM fills") >= 3
+                   and count(database, "SELECT count(*) FROM chain_balances "
+                                       "WHERE reason = 'fills'") > 0,
+                   timeout_s=90, interval_s=0.2,
+                   message="three fills on the localnet and a reading after fills")
         run.send_signal(signal.SIGINT)
         output, _ = run.communicate(timeout=60)
     finally:
