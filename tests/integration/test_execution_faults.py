@@ -40,6 +40,10 @@ LOCALNET = {
     # The localnet maker's spread refuses many limits (LIMIT_NOT_MARKETABLE); short back-off
     # keeps a 25 s run trading, which is what these scenarios are about.
     "PIPELINE__RISK__REFUSAL_BACKOFF_MAX_S": "1",
+    # An order in flight at the stop must settle inside the executor's drain (0.8 of this):
+    # under 429s the default 12 s was once not enough on a fresh clone (a landed order left
+    # NEW at the end, to be reconciled by the next start, which a run-level check cannot see).
+    "PIPELINE__RUN__STOP_TIMEOUT_S": "30",
 }
 
 
