@@ -26,7 +26,7 @@ import numpy as np
 import psutil
 
 from pipeline.bench.stats import latency_percentiles_us
-from pipeline.config import PROCESSES
+from pipeline.config import PROCESSES, PipelineConfig, load_config
 
 WARMUP_NS: Final = 1_000_000_000
 _SAMPLE_S: Final = 0.1
@@ -43,6 +43,7 @@ class LiveResult:
 
 
 def live_env(shm_dir: Path, rate_hz: float) -> dict[str, str]:
+    """The environment ``pipeline run`` gets here: synthetic feed, tuned strategy and risk."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE")}
     env.update({
         "PIPELINE__INGEST__FEED": '"synthetic"',
@@ -53,6 +54,12 @@ def live_env(shm_dir: Path, rate_hz: float) -> dict[str, str]:
         "PIPELINE__RINGS__SHM_DIR": f'"{shm_dir}"',
     })
     return env
+
+
+def live_config(data_dir: Path, rate_hz: float) -> PipelineConfig:
+    """The configuration the run started with :func:`live_env` loads (with ``data_dir``)."""
+    return load_config(environ=live_env(data_dir, rate_hz),
+                       overrides={"data_dir": str(data_dir)})
 
 
 def run_live(rate_hz: float, duration_s: float, windows: int) -> LiveResult:
@@ -70,8 +77,9 @@ def run_live(rate_hz: float, duration_s: float, windows: int) -> LiveResult:
         if proc.returncode != 0:
             raise RuntimeError(f"pipeline run failed ({proc.returncode}): "
                                f"{stderr.decode(errors='replace')[-2000:]}")
-        send_ns, latency_ns = _orders(database)
-        return LiveResult(_windows(send_ns, latency_ns, windows), len(latency_ns), peaks, whole)
+        send_ns, latency_ns = read_orders(database)
+        return LiveResult(latency_windows(send_ns, latency_ns, windows), len(latency_ns), peaks,
+                          whole)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(shm, ignore_errors=True)
@@ -133,7 +141,8 @@ def _has_orders(database: Path) -> bool:
         return False
 
 
-def _orders(database: Path) -> tuple[np.ndarray, np.ndarray]:
+def read_orders(database: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(send_ns, tick_to_order_ns) of every order sent and not rejected, by send time."""
     conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
     try:
         rows = conn.execute("SELECT send_ns, tick_to_order_ns FROM orders WHERE send_ns > 0 "
@@ -144,8 +153,9 @@ def _orders(database: Path) -> tuple[np.ndarray, np.ndarray]:
     return table[:, 0], table[:, 1]
 
 
-def _windows(send_ns: np.ndarray, latency_ns: np.ndarray, count: int) -> list[dict[str, float]]:
-    """Per-window latency percentiles after the warm-up."""
+def latency_windows(send_ns: np.ndarray, latency_ns: np.ndarray,
+                    count: int) -> list[dict[str, float]]:
+    """Per-window latency percentiles after the warm-up (``send_ns`` ascending)."""
     if send_ns.size == 0:
         return []
     steady = send_ns >= send_ns[0] + WARMUP_NS

@@ -1,25 +1,23 @@
-"""Section c, the comparison: the same three-process chain carried over ZeroMQ PUSH/PULL.
+"""Section c, the lighter comparison: three stages over ZeroMQ PUSH/PULL, no ledger.
 
 source (ingest's role: synthetic ticks at ``rate_hz``, stamped when sent) -> middle (the
 same ``EmaCross(fast=2, slow=4)`` and :class:`RiskEngine` as the real pipeline's strategy
 process) -> sink (the executor's role: stamps the send time on receipt). Each stage blocks
 in ``recv`` (ZeroMQ's own waiting); messages are the pipeline's numpy records as bytes.
-There is no ledger here, so this chain does strictly less work than the real pipeline.
+There is no ledger and no report flow here, so this chain does strictly less work than the
+real pipeline; :mod:`.zmq_pipeline` is the same-work comparison.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from multiprocessing.connection import Connection
-from pathlib import Path
 
 import numpy as np
 import zmq
 
-from pipeline.bench.live import WARMUP_NS, _windows
-from pipeline.bench.throughput import _CTX
+from pipeline.bench import zmq_stages as stage
+from pipeline.bench.live import WARMUP_NS, latency_windows
 from pipeline.ingest.synthetic import SyntheticFeed
 from pipeline.records import INTENT_DTYPE, TICK_DTYPE
 from pipeline.strategy.api import Book
@@ -27,59 +25,29 @@ from pipeline.strategy.config import RiskConfig
 from pipeline.strategy.ema_cross import EmaCross
 from pipeline.strategy.risk import RiskEngine
 
-_STOP = b""
-
 
 def run_zmq_chain(rate_hz: float, duration_s: float, windows: int) -> list[dict[str, float]]:
     """Latency percentiles per window of the chain run for warm-up plus ``duration_s``."""
-    directory = Path(tempfile.mkdtemp(prefix="bench-chain-"))
-    ticks_addr, intents_addr = f"ipc://{directory}/ticks", f"ipc://{directory}/intents"
-    parent, child = _CTX.Pipe()
-    sink = _CTX.Process(target=_sink, args=(intents_addr, child), daemon=True)
-    middle = _CTX.Process(target=_middle, args=(ticks_addr, intents_addr), daemon=True)
-    sink.start()
-    middle.start()
-    try:
-        if parent.recv() != "ready":
-            raise RuntimeError("chain sink failed to start")
+    with stage.ipc_directory("bench-chain-") as directory, stage.Stages() as stages:
+        ticks_addr, intents_addr = f"ipc://{directory}/ticks", f"ipc://{directory}/intents"
+        sink = stages.start(_sink, intents_addr)
+        stages.start(_middle, ticks_addr, intents_addr)
         _source(ticks_addr, rate_hz, WARMUP_NS / 1e9 + duration_s)
-        if not parent.poll(30):
-            raise RuntimeError("chain sink did not finish")
-        send_ns, latency_ns = parent.recv()
-    finally:
-        for proc in (middle, sink):
-            proc.join(5)
-            if proc.is_alive():
-                proc.kill()
-        shutil.rmtree(directory, ignore_errors=True)
-    return _windows(send_ns, latency_ns, windows)
+        send_ns, latency_ns = stage.result(sink, 30, "chain sink")
+    return latency_windows(send_ns, latency_ns, windows)
 
 
 def _source(address: str, rate_hz: float, duration_s: float) -> None:
     context = zmq.Context()
     push = context.socket(zmq.PUSH)
     push.connect(address)
-    time.sleep(0.2)  # let the middle stage bind and connect downstream before timing starts
-    start = time.monotonic_ns()
-    feed = SyntheticFeed(1, 150.0, 1.0, rate_hz, 1, start_ns=start)
-    end = start + int(duration_s * 1e9)
-    seq = 0
-    while (now := time.monotonic_ns()) < end:
-        ticks = feed.poll(now, 256)
-        if len(ticks):
-            ticks["seq"] = np.arange(seq, seq + len(ticks), dtype=np.uint64)
-            ticks["ingest_ns"] = time.monotonic_ns()
-            push.send(ticks.tobytes(), copy=True)
-            seq += len(ticks)
-            continue
-        wait_ns = feed.next_due_ns() - time.monotonic_ns()
-        if wait_ns > 0:
-            time.sleep(wait_ns / 1e9)
-    push.send(_STOP)
+    feed = SyntheticFeed(1, 150.0, 1.0, rate_hz, 1, start_ns=time.monotonic_ns())
+    stage.pace_ticks(feed, lambda ticks: push.send(ticks.tobytes(), copy=True), duration_s)
+    push.send(stage.STOP)
     context.destroy(linger=1000)
 
 
-def _middle(ticks_addr: str, intents_addr: str) -> None:
+def _middle(conn: Connection, ticks_addr: str, intents_addr: str) -> None:
     context = zmq.Context()
     pull = context.socket(zmq.PULL)
     pull.bind(ticks_addr)
@@ -88,11 +56,14 @@ def _middle(ticks_addr: str, intents_addr: str) -> None:
     strategy = EmaCross(fast=2, slow=4, quantity=1.0, symbol_id=1, bar_s=0.0)
     risk = RiskEngine(RiskConfig(max_orders_per_s=100000.0))
     book = _FilledAtOnce(risk, push)
-    while (message := pull.recv()) != _STOP:
-        ticks = np.frombuffer(message, dtype=TICK_DTYPE)
-        risk.on_ticks(ticks)
-        strategy.decide(ticks, book)
-    push.send(_STOP)
+    conn.send(stage.READY)
+    stopped = False
+    while not stopped:
+        ticks, stopped = stage.receive_queued(pull, TICK_DTYPE)
+        if len(ticks):
+            risk.on_ticks(ticks)
+            strategy.decide(ticks, book)
+    push.send(stage.STOP)
     context.destroy(linger=1000)
 
 
@@ -123,16 +94,17 @@ class _FilledAtOnce(Book):
                 self._held[symbol] = self._held.get(symbol, 0.0) + signed
 
 
-def _sink(address: str, conn: Connection) -> None:
+def _sink(conn: Connection, address: str) -> None:
     context = zmq.Context()
     pull = context.socket(zmq.PULL)
     pull.bind(address)
-    conn.send("ready")
+    conn.send(stage.READY)
     sends: list[int] = []
     latencies: list[np.ndarray] = []
-    while (message := pull.recv()) != _STOP:
+    stopped = False
+    while not stopped:
+        intents, stopped = stage.receive_queued(pull, INTENT_DTYPE)
         send_ns = time.monotonic_ns()
-        intents = np.frombuffer(message, dtype=INTENT_DTYPE)
         sends.extend([send_ns] * len(intents))
         latencies.append(send_ns - intents["tick_ingest_ns"])
     conn.send((np.array(sends, dtype=np.int64),
