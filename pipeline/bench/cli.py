@@ -2,7 +2,9 @@
 
 Sections (see each module): a. ring vs multiprocessing.Queue, ZeroMQ and faster-fifo
 throughput (:mod:`.throughput`); b. one ring hop's latency (:mod:`.hop`); c. the real
-pipeline's tick-to-order latency (:mod:`.live`) beside a ZeroMQ chain (:mod:`.zmq_chain`);
+pipeline's tick-to-order latency (:mod:`.live`) beside the same work over ZeroMQ
+(:mod:`.zmq_pipeline`) and a lighter ZeroMQ chain (:mod:`.zmq_chain`), judged against the
+targets (:mod:`.targets`);
 d. sustained tick rate and ledger report rate (:mod:`.sustained`); e. peak RSS
 (:mod:`.live`); f. backtest speed (:mod:`.backtest`). ``--quick`` shrinks every size so the
 whole run takes about a minute (a CI smoke run, not a measurement).
@@ -67,45 +69,19 @@ def run(args: argparse.Namespace, _config: PipelineConfig) -> int:
 
 def measure(plan: Plan, progress: Any) -> dict[str, Any]:
     """Run every section; a JSON-ready dict of figures (median, min, max per figure)."""
-    from pipeline.bench import backtest, hop, live, sustained, throughput, zmq_chain
-    from pipeline.bench.stats import (
-        Figure,
-        latency_figures,
-        latency_percentiles_us,
-        machine_info,
-        repeat,
-    )
-
-    def figures(trials: list[dict[str, float]]) -> dict[str, Any]:
-        return {k: f.as_dict() for k, f in latency_figures(trials).items()}
+    from pipeline.bench import backtest, hop, sustained, targets
+    from pipeline.bench.stats import Figure, latency_percentiles_us, machine_info, repeat
 
     out: dict[str, Any] = {"machine": machine_info(), "trials": plan.trials}
     progress("a. throughput")
-    section_a: dict[str, Any] = {}
-    for name, (trial, single_n) in throughput.TRANSPORTS.items():
-        for batched in (False, True):
-            n = max(1000, int(single_n * plan.scale * (40 if batched else 1)))
-            key = f"{name}, {'256 per send' if batched else '1 per send'}"
-            rates = [trial(n, batched) / 1e6 for _ in range(plan.trials)]
-            section_a[key] = Figure.of(rates, "M records/s").as_dict()
-    out["a_throughput"] = section_a
+    out["a_throughput"] = throughput_section(plan)
     progress("b. one ring hop at 10,000 records/s")
     out["b_hop_latency"] = {
-        mode: figures([latency_percentiles_us(hop.hop_trial(10_000, plan.hop_s, spin))
-                       for _ in range(plan.trials)]) for mode, spin in HOP_MODES.items()}
-    section_c: dict[str, Any] = {}
-    memory: dict[str, Any] = {}
-    for rate in LIVE_RATES_HZ:
-        progress(f"c. real pipeline at {rate} ticks/s")
-        result = live.run_live(rate, plan.live_s, plan.trials)
-        section_c[f"ring pipeline, {rate} ticks/s"] = {"orders": result.orders,
-                                                        **figures(result.windows)}
-        memory[f"{rate} ticks/s"] = {"per_process_mib": result.peak_rss_mib,
-                                     "pipeline_mib": result.pipeline_peak_rss_mib}
-        progress(f"c. ZeroMQ chain at {rate} ticks/s")
-        section_c[f"ZeroMQ chain, {rate} ticks/s"] = figures(
-            zmq_chain.run_zmq_chain(rate, plan.live_s, plan.trials))
-    out["c_tick_to_order"] = section_c
+        mode: _figures([latency_percentiles_us(hop.hop_trial(10_000, plan.hop_s, spin))
+                        for _ in range(plan.trials)]) for mode, spin in HOP_MODES.items()}
+    out["c_tick_to_order"], memory = tick_to_order_section(plan, progress)
+    out["c_targets"] = {f"{rate} ticks/s": targets.judge(out["c_tick_to_order"], rate)
+                        for rate in LIVE_RATES_HZ}
     progress("d. sustained strategy rate and ledger commits")
     out["d_sustained"] = {
         "strategy_ticks_per_s_no_overrun": repeat(
@@ -125,3 +101,52 @@ def measure(plan: Plan, progress: Any) -> dict[str, Any]:
         "M candles/s").as_dict() for name in ("ema_cross", "zscore")}
     out["f_backtest_command"] = backtest.year_backtest(plan.year_candles, plan.trials, progress)
     return out
+
+
+def throughput_section(plan: Plan) -> dict[str, Any]:
+    """Section a: every transport, one record and 256 records per send; a transport whose
+    optional library is missing gets a ``skipped`` note instead of figures."""
+    from pipeline.bench import throughput
+    from pipeline.bench.stats import Figure
+
+    section: dict[str, Any] = {}
+    for name, (trial, single_n) in throughput.TRANSPORTS.items():
+        skipped = throughput.unavailable(name)
+        for batched in (False, True):
+            key = f"{name}, {'256 per send' if batched else '1 per send'}"
+            if skipped:
+                section[key] = {"skipped": skipped}
+                continue
+            n = max(1000, int(single_n * plan.scale * (40 if batched else 1)))
+            rates = [trial(n, batched) / 1e6 for _ in range(plan.trials)]
+            section[key] = Figure.of(rates, "M records/s").as_dict()
+    return section
+
+
+def tick_to_order_section(plan: Plan, progress: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Section c per rate: the ring pipeline, the same-work ZeroMQ pipeline and the lighter
+    ZeroMQ chain; and section e, the ring pipeline's memory."""
+    from pipeline.bench import live, targets, zmq_chain, zmq_pipeline
+
+    section: dict[str, Any] = {}
+    memory: dict[str, Any] = {}
+    for rate in LIVE_RATES_HZ:
+        progress(f"c. real pipeline at {rate} ticks/s")
+        result = live.run_live(rate, plan.live_s, plan.trials)
+        section[targets.ring_row(rate)] = {"orders": result.orders, **_figures(result.windows)}
+        memory[f"{rate} ticks/s"] = {"per_process_mib": result.peak_rss_mib,
+                                     "pipeline_mib": result.pipeline_peak_rss_mib}
+        progress(f"c. ZeroMQ pipeline at {rate} ticks/s")
+        same = zmq_pipeline.run_zmq_pipeline(rate, plan.live_s, plan.trials)
+        section[targets.zmq_pipeline_row(rate)] = {"orders": same.orders,
+                                                   **_figures(same.windows)}
+        progress(f"c. ZeroMQ chain at {rate} ticks/s")
+        section[targets.zmq_chain_row(rate)] = _figures(
+            zmq_chain.run_zmq_chain(rate, plan.live_s, plan.trials))
+    return section, memory
+
+
+def _figures(trials: list[dict[str, float]]) -> dict[str, Any]:
+    from pipeline.bench.stats import latency_figures
+
+    return {k: f.as_dict() for k, f in latency_figures(trials).items()}

@@ -22,13 +22,15 @@ def format_table(results: Mapping[str, Any]) -> str:
              "median (min-max)", "",
              "a. one writer -> one reader process, every record checked (M records/s)",
              "| transport | M records/s |", "|---|---|"]
-    lines += [f"| {k} | {_fig(v)} |" for k, v in results["a_throughput"].items()]
+    lines += [f"| {k} | {v['skipped'] if 'skipped' in v else _fig(v)} |"
+              for k, v in results["a_throughput"].items()]
     lines += ["", "b. one ring hop at 10,000 records/s, one-way latency (us)",
               "| reader waits by | p50 | p99 | p99.9 | max |", "|---|---|---|---|---|"]
     lines += [f"| {k} | {_lat(v)} |" for k, v in results["b_hop_latency"].items()]
     lines += ["", "c. tick-to-order latency, ingest stamp to executor send (us)",
               "| chain | p50 | p99 | p99.9 | max |", "|---|---|---|---|---|"]
     lines += [f"| {k} | {_lat(v)} |" for k, v in results["c_tick_to_order"].items()]
+    lines += target_lines(results.get("c_targets", {}))
     d = results["d_sustained"]
     lines += ["", "d. sustained rates", "| what | rate |", "|---|---|",
               "| strategy, no overrun (ticks/s) | "
@@ -59,6 +61,23 @@ def format_table(results: Mapping[str, Any]) -> str:
         lines.append(f"run phase alone (run_backtest on loaded ticks): "
                      f"{_fig(command['run_phase_candles_per_s'], 0)} candles/s")
     return "\n".join(lines)
+
+
+def target_lines(per_rate: Mapping[str, Any]) -> list[str]:
+    """One line per rate: the ring pipeline against the same-work ZeroMQ pipeline."""
+    from pipeline.bench.targets import verdict
+
+    lines = []
+    for rate, checks in per_rate.items():
+        parts = []
+        for name, check in checks.items():
+            ring, limit = check["ring_us"], check["limit_us"]
+            figures = (f" ({ring:.0f} vs {limit:.0f} us)"
+                       if ring is not None and limit is not None else "")
+            parts.append(f"{name}: {verdict(check['met'])}{figures}")
+        lines.append(f"targets at {rate}, ring pipeline vs ZeroMQ pipeline (medians): "
+                     + "; ".join(parts))
+    return ["", *lines] if lines else []
 
 
 def _timing(timing: Mapping[str, Any]) -> str:

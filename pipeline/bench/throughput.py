@@ -9,6 +9,7 @@ transport's own blocking receive, except the ring, whose reader busy-polls as th
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing as mp
 import tempfile
 import time
@@ -205,3 +206,20 @@ TRANSPORTS: Final[dict[str, tuple[Callable[[int, bool], float], int]]] = {
     "multiprocessing.Queue": (mp_queue_trial, 30_000),
     "faster-fifo": (faster_fifo_trial, 30_000),
 }
+# Transports whose library is only in the dev extra: (module imported, distribution name).
+OPTIONAL_LIBRARIES: Final[dict[str, tuple[str, str]]] = {"faster-fifo": ("faster_fifo",
+                                                                         "faster-fifo")}
+
+
+def unavailable(transport: str) -> str | None:
+    """Why ``transport`` cannot be measured here (its optional library does not import), or
+    None if it can."""
+    if transport not in OPTIONAL_LIBRARIES:
+        return None
+    module, distribution = OPTIONAL_LIBRARIES[transport]
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return (f"skipped: {distribution} is not installed (dev extra only: "
+                "pip install -e '.[dev]')")
+    return None

@@ -39,7 +39,15 @@ def test_bench_quick_writes_table_and_json(tmp_path: Path) -> None:
     for section in ("b_hop_latency", "c_tick_to_order"):
         for row in results[section].values():
             assert all(_is_figure(row[k]) for k in ("p50", "p99", "p99.9", "max")), row
-    assert len(results["c_tick_to_order"]) == 4
+    rows = results["c_tick_to_order"]
+    assert len(rows) == 6  # per rate: ring pipeline, ZeroMQ pipeline, ZeroMQ chain
+    assert all(rows[f"{kind} pipeline, {rate} ticks/s"]["orders"] > 0
+               for kind in ("ring", "ZeroMQ") for rate in (1000, 10000))
+    for rate in (1000, 10000):
+        checks = results["c_targets"][f"{rate} ticks/s"]
+        assert len(checks) == 4
+        assert all(isinstance(c["met"], bool) for c in checks.values()), checks
+    assert "targets at 1000 ticks/s, ring pipeline vs ZeroMQ pipeline" in done.stdout
     assert all(_is_figure(f) for f in results["d_sustained"].values())
     for memory in results["e_peak_rss"].values():
         assert set(memory["per_process_mib"]) == {"ingest", "strategy", "executor", "ledger"}
