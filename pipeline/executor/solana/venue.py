@@ -7,7 +7,8 @@ process until the executor confirms, on its next ``poll(reports_flushed=True)``,
 report is in the reports ring.
 
 After a restart the worker first waits for the ledger to commit every report still in the
-ring, then reads the orders left NEW (with their signatures) read-only from the ledger: a
+ring, then reads the orders left NEW (with their signatures) from the ledger's read API
+(:func:`pipeline.ledger.inflight.signed_in_flight`, passed in as ``ledger_in_flight``): a
 re-submitted order is reconciled by the status of every signature the ledger holds for it,
 and ends unfilled only once the chain is past all of their ``lastValidBlockHeight``s; it is
 never signed again.
@@ -40,16 +41,17 @@ from solana.rpc.commitment import Confirmed
 from solders.keypair import Keypair
 from solders.signature import Signature
 
-from pipeline.executor.solana.checks import LAMPORTS_PER_SOL
 from pipeline.executor.solana.config import SolanaConfig
-from pipeline.executor.solana.fate import Attempt, Fate, Market, Outcome
-from pipeline.executor.solana.inflight import Signed
+from pipeline.executor.solana.fate import Attempt, Fate, Outcome
 from pipeline.executor.solana.orders import OrderRunner, Request, Tracker
-from pipeline.executor.solana.rpc import Retrier
 from pipeline.executor.solana.swapapi import SwapApi, SwapRejectedError
 from pipeline.executor.solana.wallet import Snapshot
 from pipeline.executor.venue import reports_from_intents
+from pipeline.ledger.inflight import Signed
 from pipeline.records import REPORT_DTYPE, OrderStatus, RejectReason, ReportDetail
+from pipeline.solana.account import Market
+from pipeline.solana.constants import LAMPORTS_PER_SOL
+from pipeline.solana.rpc import Retrier
 
 _BUY: Final = 1
 _CLOSE_WAIT_S: Final = 30.0  # for the worker to cancel its tasks and close its clients
