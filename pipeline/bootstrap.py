@@ -320,8 +320,8 @@ def check_solana(config: PipelineConfig) -> list[CheckResult]:
     :mod:`pipeline.executor.solana.probe`); a required one missing fails."""
     if config.executor.venue != "solana":
         return [CheckResult("solana", SKIP, f"executor.venue is {config.executor.venue}")]
-    from pipeline.executor.solana.account import trading_account
     from pipeline.executor.solana.probe import SwapProbe, missing, probe
+    from pipeline.solana.account import trading_account
 
     solana = config.executor.solana
     try:

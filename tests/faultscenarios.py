@@ -22,7 +22,7 @@ from solders.message import MessageV0, to_bytes_versioned
 from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
-from pipeline.executor.solana.keys import load_keypair
+from pipeline.solana.keys import load_keypair
 
 ORDER = "/swap/v2/order"
 EXECUTE = "/swap/v2/execute"

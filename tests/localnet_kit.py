@@ -24,16 +24,16 @@ from solders.pubkey import Pubkey
 from testkit import eventually
 
 from pipeline.executor.solana.config import SolanaConfig
-from pipeline.executor.solana.fate import Market
-from pipeline.executor.solana.inflight import Signed
-from pipeline.executor.solana.tokens import unpack_account
 from pipeline.executor.solana.venue import SolanaVenue
+from pipeline.ledger.inflight import Signed
 from pipeline.localnet.chain import LocalChain
 from pipeline.localnet.maker import Maker, MakerConfig
 from pipeline.localnet.rpc import RpcMethods
 from pipeline.localnet.server import LocalnetServer
 from pipeline.localnet.world import World, open_world
 from pipeline.records import INTENT_DTYPE, REPORT_DTYPE, TICK_DTYPE, OrderStatus, Side
+from pipeline.solana.account import Market
+from pipeline.solana.tokens import unpack_account
 
 SYMBOL_ID = 1
 PRICE_USDT = 150.0

@@ -15,7 +15,7 @@ from typing import Final
 import numpy as np
 
 from pipeline.executor.config import ExecutorConfig
-from pipeline.executor.venue import reports_from_intents
+from pipeline.executor.venue import NO_REPORTS, Venue, reports_from_intents
 from pipeline.records import (
     INTENT_DTYPE,
     REPORT_DTYPE,
@@ -41,7 +41,7 @@ _NOT_MARKETABLE: Final = int(RejectReason.LIMIT_NOT_MARKETABLE)
 _SCALAR_MAX: Final = 16  # ticks in a read below which plain Python beats numpy's overhead
 
 
-class PaperVenue:
+class PaperVenue(Venue):
     """A :class:`~pipeline.executor.venue.Venue` that simulates fills against ticks.
 
     Submitted orders are checked (positive finite quantity, known side and type, a positive
@@ -167,9 +167,14 @@ class PaperVenue:
         self._count = 0
         return self._stamp(reports)
 
-    def pending_ids(self) -> set[int]:
-        """client_order_ids waiting for their next tick."""
-        return {int(order_id) for order_id in self._book["client_order_id"][: self._count]}
+    def poll(self, reports_flushed: bool) -> np.ndarray:
+        """Nothing arrives on its own: every paper order ends at a tick or a cancel."""
+        return NO_REPORTS
+
+    def reconciles(self, client_order_id: int) -> bool:
+        """Never: paper orders live in this process's memory and end with it, so an intent
+        read again after a restart is a new order."""
+        return False
 
     def close(self) -> None:
         """Nothing to release: the paper venue is plain memory in the executor's thread, with

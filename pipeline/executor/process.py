@@ -123,11 +123,10 @@ class ExecutorService(Service):
         if len(ticks):
             self._emit(self._venue.on_ticks(ticks))
             did_work = True
-        poll = getattr(self._venue, "poll", None)  # venues whose answers arrive on their own
-        if poll is not None:
-            polled = poll(not len(self._outbox))
+        polled = self._venue.poll(not len(self._outbox))  # answers arriving on their own
+        if len(polled):
             self._emit(polled)
-            did_work |= bool(len(polled))
+            did_work = True
         return did_work
 
     def _take_intents(self) -> bool:
@@ -147,18 +146,15 @@ class ExecutorService(Service):
         if halt != self._halt:
             self._note_state(halt)
         seqs = np.arange(first_seq, first_seq + len(intents))
-        # Orders signed before a crash go back to the venue even while trading is off: only
-        # their signature decides whether they filled (rejecting them could lose a fill).
-        reconciles = getattr(self._venue, "reconciles", None)
-        held = np.array([reconciles is not None and reconciles(coid)
-                         for coid in intents["client_order_id"].tolist()], dtype=bool)
         now_ns = time.monotonic_ns()
         if halt:
+            held = self._held(intents)
             self._refuse(intents, seqs, ~held, now_ns, reject_reason(halt))
             intents, seqs = intents[held], seqs[held]
         # min over a list: a quarter of numpy's min() on the one-intent batches of live trading
         elif now_ns - min(intents["decision_ns"].tolist()) > self._max_intent_age_ns:
-            stale = (now_ns - intents["decision_ns"] > self._max_intent_age_ns) & ~held
+            stale = (now_ns - intents["decision_ns"] > self._max_intent_age_ns) \
+                & ~self._held(intents)
             self._refuse(intents, seqs, stale, now_ns, RejectReason.STALE_INTENT)
             intents, seqs = intents[~stale], seqs[~stale]
         if not len(intents):
@@ -178,6 +174,14 @@ class ExecutorService(Service):
         self._latency_ns[slots % _LATENCY_WINDOW] = latency_ns
         self._latency_count += len(latency_ns)
         self._emit(reports)
+
+    def _held(self, intents: np.ndarray) -> np.ndarray:
+        """Mask of orders signed before a crash: they go back to the venue even while
+        trading is off or they are stale, since only their signature decides whether they
+        filled (refusing them could lose a fill). Asked only when refusing, so the send
+        path pays nothing for it."""
+        return np.array([self._venue.reconciles(coid)
+                         for coid in intents["client_order_id"].tolist()], dtype=bool)
 
     def _refuse(self, intents: np.ndarray, seqs: np.ndarray, refused: np.ndarray,
                 now_ns: int, reason: RejectReason) -> None:

@@ -48,12 +48,12 @@ from sqlalchemy.exc import OperationalError as SqlOperationalError
 
 from pipeline.config import PipelineConfig
 from pipeline.errors import OperationalError
-from pipeline.executor.solana.account import trading_account
-from pipeline.executor.solana.checks import LAMPORTS_PER_SOL, WRAPPED_SOL_MINT
-from pipeline.executor.solana.rpc import Retrier
-from pipeline.executor.solana.tokens import associated_token_address, unpack_account
 from pipeline.ledger.store import CommitResult, LedgerStore
 from pipeline.ring import RingReader
+from pipeline.solana.account import trading_account
+from pipeline.solana.constants import LAMPORTS_PER_SOL, WRAPPED_SOL_MINT
+from pipeline.solana.rpc import Retrier
+from pipeline.solana.tokens import associated_token_address, unpack_account
 
 _ACCOUNT_WAIT_S: Final = 3600.0  # a localnet started after the ledger is still found
 _PROBE_S: Final = 0.05  # how often to look for a quiet moment while a reading is wanted

@@ -60,7 +60,7 @@ class LedgerService(Service):
         init_db(self._engine, config.env, self._config)
         native = None  # the asset network fees are paid in; None: not a chain venue
         if config.executor.venue == "solana":  # imported only when used: solana is heavy
-            from pipeline.executor.solana.account import native_asset
+            from pipeline.solana.account import native_asset
             native = native_asset(config)
         self._store = LedgerStore(self._engine, config.symbol_table(), self._config,
                                   native_asset=native)

@@ -35,7 +35,7 @@ from solders.transaction import VersionedTransaction
 from solders.transaction_metadata import FailedTransactionMetadata, TransactionMetadata
 from solders.transaction_status import TransactionErrorType, UiTransactionTokenBalance
 
-from pipeline.executor.solana.tokens import TOKEN_PROGRAM_ID, mint_decimals, unpack_account
+from pipeline.solana.tokens import TOKEN_PROGRAM_ID, mint_decimals, unpack_account
 
 MAX_PROCESSING_AGE: Final = 150  # blocks a blockhash stays valid, as on mainnet
 FIRST_SLOT: Final = 1

@@ -29,10 +29,10 @@ from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
-from pipeline.executor.solana.config import MEMO_PROGRAM
-from pipeline.executor.solana.tokens import TOKEN_PROGRAM_ID
 from pipeline.localnet.chain import LocalChain
 from pipeline.localnet.world import Asset, World
+from pipeline.solana.constants import MEMO_PROGRAM
+from pipeline.solana.tokens import TOKEN_PROGRAM_ID
 
 _TRANSFER_CHECKED: Final = 12
 _BPS: Final = 1e-4

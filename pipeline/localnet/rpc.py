@@ -47,8 +47,8 @@ from solders.transaction_status import (
     UiTransactionStatusMeta,
 )
 
-from pipeline.executor.solana.tokens import TOKEN_PROGRAM_ID, unpack_account
 from pipeline.localnet.chain import ChainError, LocalChain
+from pipeline.solana.tokens import TOKEN_PROGRAM_ID, unpack_account
 
 INVALID_PARAMS: Final = -32602
 METHOD_NOT_FOUND: Final = -32601

@@ -26,8 +26,9 @@ from solders.pubkey import Pubkey
 from solders.system_program import ID as SYSTEM_PROGRAM_ID
 
 from pipeline.errors import OperationalError
-from pipeline.executor.solana.keys import load_keypair, write_keypair
-from pipeline.executor.solana.tokens import (
+from pipeline.localnet.chain import LocalChain
+from pipeline.solana.keys import load_keypair, write_keypair
+from pipeline.solana.tokens import (
     ACCOUNT_LEN,
     MINT_LEN,
     TOKEN_PROGRAM_ID,
@@ -35,7 +36,6 @@ from pipeline.executor.solana.tokens import (
     pack_account,
     pack_mint,
 )
-from pipeline.localnet.chain import LocalChain
 
 STATE_FILE: Final = "localnet-state.json"
 WALLET_LAMPORTS: Final = 100 * 10**9  # fees and rent for a long session

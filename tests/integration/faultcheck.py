@@ -26,9 +26,9 @@ from typing import Any, Final
 from harness import log_events, query
 from solders.pubkey import Pubkey
 
-from pipeline.executor.solana.account import NATIVE_SOL
-from pipeline.executor.solana.keys import load_keypair
-from pipeline.executor.solana.tokens import associated_token_address, unpack_account
+from pipeline.solana.account import NATIVE_SOL
+from pipeline.solana.keys import load_keypair
+from pipeline.solana.tokens import associated_token_address, unpack_account
 
 TOLERANCE: Final = 1e-6
 

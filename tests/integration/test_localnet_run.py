@@ -34,10 +34,10 @@ from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 from testkit import eventually
 
-from pipeline.executor.solana.account import NATIVE_SOL
-from pipeline.executor.solana.keys import load_keypair
-from pipeline.executor.solana.tokens import associated_token_address, unpack_account
 from pipeline.localnet.maker import transfer_checked
+from pipeline.solana.account import NATIVE_SOL
+from pipeline.solana.keys import load_keypair
+from pipeline.solana.tokens import associated_token_address, unpack_account
 
 LOCALNET = {
     "PIPELINE__LOCALNET__PORT": "0",

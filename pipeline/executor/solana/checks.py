@@ -24,8 +24,8 @@ from solders.pubkey import Pubkey
 from solders.rpc.responses import RpcSimulateTransactionResult
 from solders.transaction import VersionedTransaction
 
-WRAPPED_SOL_MINT: Final = "So11111111111111111111111111111111111111112"
-LAMPORTS_PER_SOL: Final = 1_000_000_000
+from pipeline.solana.constants import WRAPPED_SOL_MINT
+
 _COMPUTE_BUDGET: Final = Pubkey.from_string("ComputeBudget111111111111111111111111111111")
 _LAMPORTS_PER_SIGNATURE: Final = 5_000
 _DEFAULT_UNITS_PER_INSTRUCTION: Final = 200_000

@@ -12,13 +12,13 @@ import math
 from typing import Final
 
 from pipeline.configtools import require
+from pipeline.solana.constants import MEMO_PROGRAM
 
 COMPUTE_BUDGET_PROGRAM: Final = "ComputeBudget111111111111111111111111111111"
 SYSTEM_PROGRAM: Final = "11111111111111111111111111111111"
 TOKEN_PROGRAM: Final = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
 ATA_PROGRAM: Final = "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL"
 JUPITER_V6_PROGRAM: Final = "JUP6LkbZbjS1jKKwapdHNy74zcZ3tLUZoi5QNyVTaV4"
-MEMO_PROGRAM: Final = "MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr"  # moves no funds
 
 
 def _programs() -> tuple[str, ...]:

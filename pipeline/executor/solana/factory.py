@@ -1,4 +1,4 @@
-"""Build the Solana venue from config (see :mod:`pipeline.executor.solana.account`)."""
+"""Build the Solana venue from config (see :mod:`pipeline.solana.account`)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 
 from pipeline.errors import OperationalError
-from pipeline.executor.solana.account import trading_account
-from pipeline.executor.solana.inflight import ledger_in_flight
-from pipeline.executor.solana.keys import load_keypair
 from pipeline.executor.solana.venue import SolanaVenue
+from pipeline.ledger.inflight import signed_in_flight
 from pipeline.runtime import Runtime
+from pipeline.solana.account import trading_account
+from pipeline.solana.keys import load_keypair
 
 
 def make_solana_venue(runtime: Runtime) -> SolanaVenue:
@@ -28,5 +28,5 @@ def make_solana_venue(runtime: Runtime) -> SolanaVenue:
         solana, rpc_url=account.rpc_url, swap_url=account.swap_url,
         api_key=os.environ.get(solana.api_key_env, ""),
         keypair=keypair, markets=account.markets,
-        ledger_in_flight=functools.partial(ledger_in_flight, config.paths.database, ring),
+        ledger_in_flight=functools.partial(signed_in_flight, config.paths.database, ring),
         log=runtime.log, registry=runtime.registry)

@@ -32,21 +32,12 @@ from solders.transaction import VersionedTransaction
 from solders.transaction_status import TransactionConfirmationStatus, TransactionStatus
 
 from pipeline.executor.solana.checks import Deltas, deltas_from
-from pipeline.executor.solana.rpc import METHOD_NOT_FOUND, Retrier, rpc_error_code
 from pipeline.executor.solana.wallet import Snapshot, WalletGuard, deltas_between, read_wallet
 from pipeline.records import ReportDetail
+from pipeline.solana.account import Market
+from pipeline.solana.rpc import METHOD_NOT_FOUND, Retrier, rpc_error_code
 
 BLOCKHASH_WINDOW: Final = 152  # blocks a blockhash stays valid for, with a margin
-
-
-@dataclasses.dataclass(frozen=True)
-class Market:
-    """A symbol's two mints and their decimals."""
-
-    base_mint: str
-    base_decimals: int
-    quote_mint: str
-    quote_decimals: int
 
 
 @dataclasses.dataclass(frozen=True)

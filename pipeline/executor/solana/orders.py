@@ -37,11 +37,12 @@ from pipeline.executor.solana.checks import (
     message_fee,
 )
 from pipeline.executor.solana.config import SolanaConfig
-from pipeline.executor.solana.fate import Attempt, Expired, Fate, Market, Outcome, Pending
-from pipeline.executor.solana.rpc import Retrier
+from pipeline.executor.solana.fate import Attempt, Expired, Fate, Outcome, Pending
 from pipeline.executor.solana.simulate import simulated_deltas
 from pipeline.executor.solana.swapapi import Built, SwapApi
 from pipeline.executor.solana.wallet import Snapshot, WalletGuard, read_wallet
+from pipeline.solana.account import Market
+from pipeline.solana.rpc import Retrier
 
 _REMEMBERED_SIGNATURES: Final = 100_000  # far more than can be in flight in one blockhash window
 

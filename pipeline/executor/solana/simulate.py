@@ -41,8 +41,8 @@ from solders.rpc.responses import (
 from solders.transaction import VersionedTransaction
 
 from pipeline.executor.solana.checks import Deltas, RefusedError, message_fee, taker_deltas
-from pipeline.executor.solana.rpc import Retrier
-from pipeline.executor.solana.tokens import (
+from pipeline.solana.rpc import Retrier
+from pipeline.solana.tokens import (
     ACCOUNT_LEN,
     TOKEN_PROGRAM_ID,
     associated_token_address,

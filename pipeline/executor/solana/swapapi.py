@@ -17,7 +17,7 @@ import httpx2
 from solders.transaction import VersionedTransaction
 
 from pipeline.executor.solana.config import SolanaConfig
-from pipeline.executor.solana.rpc import Retrier, TemporaryError
+from pipeline.solana.rpc import Retrier, TemporaryError
 
 # Where an error body names what went wrong: Jupiter's own, then common gateway shapes.
 _ERROR_CODE_FIELDS: Final = ("errorCode", "error", "message")

@@ -6,8 +6,12 @@ A NEW report carrying the signature comes first; the signed transaction stays in
 process until the executor confirms, on its next ``poll(reports_flushed=True)``, that the
 report is in the reports ring.
 
+``cancel_all`` withdraws the orders not signed yet (they never reached the chain); a signed
+order may still land, so it stays pending until its fate is known.
+
 After a restart the worker first waits for the ledger to commit every report still in the
-ring, then reads the orders left NEW (with their signatures) read-only from the ledger: a
+ring, then reads the orders left NEW (with their signatures) from the ledger's read API
+(:func:`pipeline.ledger.inflight.signed_in_flight`, passed in as ``ledger_in_flight``): a
 re-submitted order is reconciled by the status of every signature the ledger holds for it,
 and ends unfilled only once the chain is past all of their ``lastValidBlockHeight``s; it is
 never signed again.
@@ -25,6 +29,7 @@ after its commits and turns trading off through the kill switch on a mismatch.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import queue
@@ -40,19 +45,21 @@ from solana.rpc.commitment import Confirmed
 from solders.keypair import Keypair
 from solders.signature import Signature
 
-from pipeline.executor.solana.checks import LAMPORTS_PER_SOL
 from pipeline.executor.solana.config import SolanaConfig
-from pipeline.executor.solana.fate import Attempt, Fate, Market, Outcome
-from pipeline.executor.solana.inflight import Signed
+from pipeline.executor.solana.fate import Attempt, Fate, Outcome
 from pipeline.executor.solana.orders import OrderRunner, Request, Tracker
-from pipeline.executor.solana.rpc import Retrier
 from pipeline.executor.solana.swapapi import SwapApi, SwapRejectedError
 from pipeline.executor.solana.wallet import Snapshot
-from pipeline.executor.venue import reports_from_intents
+from pipeline.executor.venue import NO_REPORTS, Venue, reports_from_intents
+from pipeline.ledger.inflight import Signed
 from pipeline.records import REPORT_DTYPE, OrderStatus, RejectReason, ReportDetail
+from pipeline.solana.account import Market
+from pipeline.solana.constants import LAMPORTS_PER_SOL
+from pipeline.solana.rpc import Retrier
 
 _BUY: Final = 1
 _CLOSE_WAIT_S: Final = 30.0  # for the worker to cancel its tasks and close its clients
+_CANCEL_WAIT_S: Final = 5.0  # for the worker's loop to withdraw unsigned orders
 
 
 class SolanaMetrics:
@@ -78,7 +85,7 @@ class SolanaMetrics:
                                        "Time unknown orders took to resolve", registry=registry)
 
 
-class SolanaVenue:
+class SolanaVenue(Venue):
     """A :class:`~pipeline.executor.venue.Venue` that swaps on Solana (see module doc)."""
 
     def __init__(self, config: SolanaConfig, *, rpc_url: str, swap_url: str, api_key: str,
@@ -95,6 +102,10 @@ class SolanaVenue:
         # NEW reports handed out, not yet flushed: put by the loop thread, taken by poll().
         self._unreleased: queue.SimpleQueue[asyncio.Event] = queue.SimpleQueue()
         self._to_release: list[asyncio.Event] = []
+        # The loop thread's own view: each order's task, and the orders already signed.
+        self._tasks: dict[int, tuple[asyncio.Task[None], np.ndarray, int]] = {}
+        self._signed: set[int] = set()
+        self._closed = False
         self._last_price: dict[int, float] = {}
         self._unknown: dict[int, float] = {}  # client_order_id -> monotonic time reported
         self._metrics.page_after.set(config.unknown_page_after_s)
@@ -128,7 +139,7 @@ class SolanaVenue:
         for symbol_id, price in zip(ticks["symbol_id"][-64:].tolist(),
                                     ticks["price"][-64:].tolist(), strict=True):
             self._last_price[symbol_id] = price
-        return np.empty(0, dtype=REPORT_DTYPE)
+        return NO_REPORTS
 
     def poll(self, reports_flushed: bool) -> np.ndarray:
         """Reports the worker produced; releases sends whose NEW report is now in the ring."""
@@ -153,15 +164,35 @@ class SolanaVenue:
         return np.concatenate(out) if out else np.empty(0, dtype=REPORT_DTYPE)
 
     def cancel_all(self, reason: RejectReason) -> np.ndarray:
-        """Nothing signed can be cancelled (it may still land): those stay pending."""
-        return np.empty(0, dtype=REPORT_DTYPE)
+        """Withdraw the orders not signed yet, then hand out every report ready (their
+        CANCELLED ones among them). A signed order may still land: it stays pending.
+
+        The loop thread decides (it alone signs, so no order is signed while it looks);
+        if it does not answer within ``_CANCEL_WAIT_S`` the reports come through ``poll``."""
+        if not self._pending or self._closed or not self._thread.is_alive():
+            return NO_REPORTS  # (a dead worker's loop is closed: nothing can be withdrawn)
+        future = asyncio.run_coroutine_threadsafe(self._withdraw_unsigned(reason), self._loop)
+        with contextlib.suppress(concurrent.futures.TimeoutError):
+            future.result(timeout=_CANCEL_WAIT_S)
+        return self.poll(reports_flushed=False)
+
+    async def _withdraw_unsigned(self, reason: RejectReason) -> None:
+        """On the worker's loop: cancel the tasks of orders with nothing signed, and put a
+        CANCELLED report for each one that really stopped (not one that just finished)."""
+        withdrawn = [(coid, *entry) for coid, entry in self._tasks.items()
+                     if coid not in self._signed and coid not in self._in_flight
+                     and not entry[0].done()]
+        for _coid, task, _intent, _send_ns in withdrawn:
+            task.cancel()
+        await asyncio.gather(*(task for _, task, _, _ in withdrawn), return_exceptions=True)
+        for _coid, task, intent, send_ns in withdrawn:
+            if task.cancelled():
+                self._results.put(self._final(intent, send_ns, OrderStatus.CANCELLED,
+                                              reason=reason))
 
     def _oldest_unknown_s(self) -> float:
         reported = list(self._unknown.values())  # the venue's loop thread writes the dict
         return time.monotonic() - min(reported) if reported else 0.0
-
-    def pending_ids(self) -> set[int]:
-        return set(self._pending)
 
     def reconciles(self, client_order_id: int) -> bool:
         """True for an order signed before a restart: only its signature may settle it."""
@@ -171,7 +202,10 @@ class SolanaVenue:
         """Stop the worker: cancel its tasks, close its HTTP clients, close the loop.
 
         Orders still in flight are abandoned here; their signatures are in the ledger (NEW
-        reports) and the next start reconciles them."""
+        reports) and the next start reconciles them. A second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         with contextlib.suppress(RuntimeError):  # the worker already ended, its loop closed
             self._loop.call_soon_threadsafe(self._begin_shutdown)
         self._thread.join(timeout=_CLOSE_WAIT_S)
@@ -250,7 +284,14 @@ class SolanaVenue:
             self._loop.close()
 
     def _start(self, intent: np.ndarray, send_ns: int) -> None:
-        self._loop.create_task(self._order(intent, send_ns))
+        coid = int(intent["client_order_id"][0])
+        task = self._loop.create_task(self._order(intent, send_ns))
+        self._tasks[coid] = (task, intent, send_ns)
+        task.add_done_callback(lambda _task: self._forget(coid))
+
+    def _forget(self, coid: int) -> None:
+        self._tasks.pop(coid, None)
+        self._signed.discard(coid)
 
     async def _order(self, intent: np.ndarray, send_ns: int) -> None:
         coid = int(intent["client_order_id"][0])
@@ -311,6 +352,7 @@ class SolanaVenue:
     async def _report_new(self, intent: np.ndarray, send_ns: int, attempt: Attempt) -> None:
         released = asyncio.Event()
         signature = str(attempt.signature)
+        self._signed.add(int(intent["client_order_id"][0]))  # from now on it may land
         self._log.info("order signed", extra={
             "event": "solana.signed", "client_order_id": int(intent["client_order_id"][0]),
             "signature": signature, "last_valid_block_height": attempt.last_valid_height})

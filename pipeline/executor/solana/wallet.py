@@ -17,8 +17,8 @@ from solana.rpc.commitment import Confirmed
 from solders.pubkey import Pubkey
 
 from pipeline.executor.solana.checks import Deltas
-from pipeline.executor.solana.rpc import Retrier
-from pipeline.executor.solana.tokens import associated_token_address, unpack_account
+from pipeline.solana.rpc import Retrier
+from pipeline.solana.tokens import associated_token_address, unpack_account
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,8 +24,8 @@ from localnet_kit import (
 from solders.signature import Signature
 from testkit import eventually
 
-from pipeline.executor.solana.inflight import Signed
 from pipeline.executor.solana.venue import SolanaVenue
+from pipeline.ledger.inflight import Signed
 from pipeline.records import OrderStatus, ReportDetail, Side
 
 

@@ -36,11 +36,11 @@ from pipeline.executor.solana.checks import (
     check_deltas,
     message_fee,
 )
-from pipeline.executor.solana.rpc import Retrier
 from pipeline.executor.solana.simulate import NO_SIMULATION_CAPABILITY, simulated_deltas
-from pipeline.executor.solana.tokens import TOKEN_PROGRAM_ID, pack_account
 from pipeline.localnet.maker import Maker, transfer_checked
 from pipeline.localnet.world import Asset
+from pipeline.solana.rpc import Retrier
+from pipeline.solana.tokens import TOKEN_PROGRAM_ID, pack_account
 
 BUY_USDT = 150_000_000  # 150 USDT in base units
 SELL_SOL = 10**9  # 1 SOL

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from pipeline.executor.solana.config import SolanaConfig
-from pipeline.executor.solana.rpc import Retrier, TemporaryError
 from pipeline.executor.solana.swapapi import SwapApi, SwapRejectedError
+from pipeline.solana.rpc import Retrier, TemporaryError
 
 API_KEY = "test-jupiter-key-0123456789"
 MINT = "So11111111111111111111111111111111111111112"

@@ -21,14 +21,14 @@ from sqlalchemy import Engine, event, text
 from testkit import eventually, unique_name
 
 from pipeline.config import PipelineConfig, load_config
-from pipeline.executor.solana.account import NATIVE_SOL
-from pipeline.executor.solana.tokens import pack_account, unpack_account
 from pipeline.ledger.chain_watch import ChainCheck, ChainWatch
 from pipeline.ledger.db import init_db, make_engine
 from pipeline.ledger.store import CommitResult, LedgerStore
 from pipeline.localnet.manifest import Manifest
 from pipeline.records import REPORT_DTYPE, OrderStatus, RejectReason, ReportDetail
 from pipeline.ring import RingReader, RingSpec, RingWriter
+from pipeline.solana.account import NATIVE_SOL
+from pipeline.solana.tokens import pack_account, unpack_account
 
 RUN_ID = uuid.uuid4()
 MOVED_MONEY = CommitResult(rows_written=2, duplicates=0, fills=1, commit_seconds=0.0,

@@ -34,8 +34,8 @@ from solders.transaction import VersionedTransaction
 from testkit import eventually
 
 from pipeline.executor.solana.orders import sign
-from pipeline.executor.solana.tokens import associated_token_address
 from pipeline.localnet.maker import transfer_checked
+from pipeline.solana.tokens import associated_token_address
 
 
 @contextmanager

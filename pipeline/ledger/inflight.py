@@ -1,9 +1,11 @@
-"""What the ledger holds as signed but unsettled: the executor's restart reconciliation input.
+"""The ledger's read API for orders signed but unsettled: a chain venue's restart input.
 
 Every NEW report of a chain venue carries one signed transaction's signature and its
 ``lastValidBlockHeight``; the ledger keeps them all in ``order_signatures`` (an order that
 was re-signed after an expiry has several). After a restart, an order still NEW in the
-ledger is settled only by the status of those signatures.
+ledger is settled only by the status of those signatures, so the executor's Solana venue
+reads them here, read-only, at start: the ledger owns its schema and this query, and no
+other package runs SQL against its database.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ class Signed:
     message_fee: int = 0  # lamports; 0: not known
 
 
-def ledger_in_flight(database: Path, reports_ring: Path,
+def signed_in_flight(database: Path, reports_ring: Path,
                      wait_s: float = 30.0) -> dict[int, list[Signed]]:
-    """The signatures of every order the ledger holds as NEW, once every report is committed."""
+    """The signatures of every order the ledger holds as NEW (by client_order_id), once
+    the ledger has committed every report still in the ring at ``reports_ring`` (waiting at
+    most ``wait_s``): a NEW report not yet committed would leave its order out."""
     deadline = time.monotonic() + wait_s
     while (info := inspect_segment(reports_ring)) is not None and info.unread \
             and time.monotonic() < deadline:

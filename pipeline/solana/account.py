@@ -14,12 +14,21 @@ from typing import Final
 
 from pipeline.config import PipelineConfig
 from pipeline.errors import OperationalError
-from pipeline.executor.solana.checks import WRAPPED_SOL_MINT
-from pipeline.executor.solana.fate import Market
-from pipeline.executor.solana.keys import load_keypair
 from pipeline.localnet.manifest import Manifest
+from pipeline.solana.constants import WRAPPED_SOL_MINT
+from pipeline.solana.keys import load_keypair
 
 NATIVE_SOL: Final = "native SOL"  # the fee asset when no traded asset is SOL itself
+
+
+@dataclasses.dataclass(frozen=True)
+class Market:
+    """A symbol's two mints and their decimals."""
+
+    base_mint: str
+    base_decimals: int
+    quote_mint: str
+    quote_decimals: int
 
 
 @dataclasses.dataclass(frozen=True)

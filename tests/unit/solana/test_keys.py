@@ -11,7 +11,7 @@ import pytest
 from solders.keypair import Keypair
 
 from pipeline.errors import OperationalError
-from pipeline.executor.solana.keys import load_keypair, write_keypair
+from pipeline.solana.keys import load_keypair, write_keypair
 
 
 def test_a_written_keypair_is_private_and_loads_back(tmp_path: Path) -> None:

@@ -10,10 +10,10 @@ from solders.keypair import Keypair
 
 from pipeline.config import PipelineConfig, load_config
 from pipeline.errors import OperationalError
-from pipeline.executor.solana.account import trading_account
 from pipeline.executor.solana.factory import make_solana_venue
-from pipeline.executor.solana.keys import write_keypair
 from pipeline.runtime import Runtime
+from pipeline.solana.account import trading_account
+from pipeline.solana.keys import write_keypair
 
 
 def _devnet(tmp_path: Path, key_file: Path, owner: str) -> PipelineConfig:
