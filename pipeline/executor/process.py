@@ -28,10 +28,10 @@ from pipeline.executor.paper import PaperVenue
 from pipeline.executor.venue import Venue, reports_from_intents
 from pipeline.killflag import open_reader
 from pipeline.metrics import ExecutorMetrics
-from pipeline.reattach import follow
 from pipeline.records import REPORT_DTYPE, OrderStatus, RejectReason
-from pipeline.ring import RingReader, RingWriter
-from pipeline.runtime import Runtime, Service
+from pipeline.ring import RingReader
+from pipeline.runtime import Runtime
+from pipeline.service import Service
 from pipeline.stopping import UpstreamWait, upstream_wait_s
 from pipeline.trading_state import describe, names, reject_reason
 
@@ -56,15 +56,9 @@ class ExecutorService(Service):
         config = runtime.config
         self.spin_us = config.executor.spin_us
         self._venue = venue or make_venue(runtime)
-        kwargs = runtime.ring_kwargs()
-        self._ticks = RingReader(runtime.rings.ticks, "executor", **kwargs)
-        self._intents = RingReader(runtime.rings.intents, "executor", **kwargs)
-        self._reports = RingWriter(
-            runtime.rings.reports,
-            ring_bell=runtime.ringer,
-            backpressure_timeout_s=config.rings.reports_backpressure_ms / 1000,
-            **kwargs,
-        )
+        self._ticks = runtime.ports.reader("ticks")
+        self._intents = runtime.ports.reader("intents")
+        self._reports = runtime.ports.writer("reports")
         self._metrics = ExecutorMetrics(runtime.registry)
         self._venue_name = config.executor.venue
         # Series from the start at 0: a first fill is an increase ("no fills for 15 min").
@@ -86,15 +80,15 @@ class ExecutorService(Service):
         self._metrics.trade_enabled.set(-1)
 
     def readers(self) -> list[RingReader]:
-        return [self._intents, self._ticks]
+        return [self._intents.reader, self._ticks.reader]
 
     def wake_readers(self) -> list[RingReader]:
         # Waking on ticks (executor.wake_on_ticks) overlaps the executor's wake-up with the
         # strategy's decision. Without it, pending paper orders still fill at the first
         # tick after them (by sequence): the executor looks every few milliseconds.
         if self._runtime.config.executor.wake_on_ticks:
-            return [self._intents, self._ticks]
-        return [self._intents]
+            return [self._intents.reader, self._ticks.reader]
+        return [self._intents.reader]
 
     def idle_timeout_s(self) -> float | None:
         return _PENDING_POLL_S if self._pending_seq else None
@@ -103,15 +97,9 @@ class ExecutorService(Service):
     def step(self) -> bool:
         did_work = self._work()
         if not did_work and (self._ticks.closed or self._intents.closed):
-            rings, kwargs = self._runtime.rings, self._runtime.ring_kwargs()
-            self._ticks = follow(self._ticks, rings.ticks, "executor", self._runtime.log, **kwargs)
-            if not self._pending_seq:
-                intents = follow(
-                    self._intents, rings.intents, "executor", self._runtime.log, **kwargs
-                )
-                if intents is not self._intents:
-                    self._intents = intents
-                    self._submitted_upto = intents.cursor
+            self._ticks.follow()
+            if not self._pending_seq and self._intents.follow():
+                self._submitted_upto = self._intents.cursor
         return did_work
 
     def _work(self) -> bool:
@@ -247,7 +235,8 @@ class ExecutorService(Service):
             self._strategy_done = UpstreamWait(
                 "strategy", upstream_wait_s("executor", self._runtime.config.run.stop_timeout_s),
                 self._runtime.log)
-        strategy_done = self._strategy_done.finished(self._intents)  # before reading the rest
+        # Before reading the rest:
+        strategy_done = self._strategy_done.finished(self._intents.reader)
         while self._work():
             pass
         if self._pending_seq:
