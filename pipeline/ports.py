@@ -23,29 +23,21 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from pipeline.config import PipelineConfig
 from pipeline.ring import RingReader, RingSpec, RingWriter
 from pipeline.topology import RingSpecs, Stream, backpressure_s, stream
 
 
-class InputPort:
-    """One process's reader of one ring stream, re-attached across writer restarts.
+class InputPort(RingReader):
+    """One process's reader of one ring stream, re-attached in place across writer restarts.
 
-    ``read``, ``peek``, ``advance`` and ``available`` are the current reader's own bound
-    methods, stored on the port and rebound on re-attach: on the hot path a call costs
-    what a call on the :class:`~pipeline.ring.RingReader` costs.
+    The port *is* the :class:`~pipeline.ring.RingReader` (re-attaching re-opens it on the
+    new segment), so ``read``, ``peek``, ``available`` and ``cursor`` are the reader's own:
+    the hot path pays nothing for the port.
     """
 
-    read: Callable[[int], np.ndarray]
-    peek: Callable[[int], np.ndarray]
-    advance: Callable[[int], None]
-    available: Callable[[], int]
-    reader: RingReader
-
-    def __init__(self, declared: Stream, process: str, open_reader: Callable[[], RingReader],
-                 log: logging.Logger,
+    def __init__(self, declared: Stream, spec: RingSpec, process: str, *, env: str,
+                 run_id: uuid.UUID, shm_dir: Path, log: logging.Logger,
                  resume: Callable[[RingReader], None] | None = None) -> None:
         policy = declared.reader(process).resume
         if policy.reader_positions and resume is None:
@@ -56,52 +48,30 @@ class InputPort:
                              "the ring keeps the position, a resume hook would contradict it")
         self.stream = declared
         self.policy = policy
-        self._open = open_reader
+        self._spec = spec
+        self._process = process
+        self._env, self._run_id, self._shm_dir = env, run_id, shm_dir
         self._resume = resume
         self._log = log
-        self._attach(open_reader())
+        self._attach()
 
-    def _attach(self, reader: RingReader) -> None:
+    def _attach(self) -> None:
+        super().__init__(self._spec, self._process, env=self._env, run_id=self._run_id,
+                         shm_dir=self._shm_dir)
         if self._resume is not None:
-            self._resume(reader)
-        self.reader = reader
-        self.read = reader.read
-        self.peek = reader.peek
-        self.advance = reader.advance
-        self.available = reader.available
+            self._resume(self)
 
     def follow(self) -> bool:
         """Re-attach if the writer closed the segment in order and nothing is left unread
         in it; True if it did (the caller may reset what it derived from the old ring)."""
-        reader = self.reader
-        if not reader.closed or reader.available() > 0:
+        if not self.closed or self.available() > 0:
             return False
-        reader.close()
+        self.close()
         self._log.info("writer closed the ring in order; re-attaching",
-                       extra={"event": "ring.reattach", "ring": reader.spec.name,
-                              "reader": reader.name, "resume": self.policy.value})
-        self._attach(self._open())
+                       extra={"event": "ring.reattach", "ring": self._spec.name,
+                              "reader": self._process, "resume": self.policy.value})
+        self._attach()
         return True
-
-    # Cold-path views of the current reader (status, metrics, drain).
-    @property
-    def cursor(self) -> int:
-        return self.reader.cursor
-
-    @property
-    def closed(self) -> bool:
-        return self.reader.closed
-
-    @property
-    def lost(self) -> int:
-        return self.reader.lost
-
-    @property
-    def spec(self) -> RingSpec:
-        return self.reader.spec
-
-    def close(self) -> None:
-        self.reader.close()
 
 
 class Ports:
@@ -119,14 +89,10 @@ class Ports:
     def reader(self, name: str, *,
                resume: Callable[[RingReader], None] | None = None) -> InputPort:
         """This process's reader of ring ``name`` (KeyError if it is not declared one)."""
-        declared = stream(name)
-        spec = self.specs.by_stream(name)
         config = self._config
-        return InputPort(
-            declared, self.process,
-            lambda: RingReader(spec, self.process, env=config.env, run_id=self._run_id,
-                               shm_dir=Path(config.rings.shm_dir)),
-            self._log, resume)
+        return InputPort(stream(name), self.specs.by_stream(name), self.process,
+                         env=config.env, run_id=self._run_id,
+                         shm_dir=Path(config.rings.shm_dir), log=self._log, resume=resume)
 
     def writer(self, name: str) -> RingWriter:
         """The writer of ring ``name``; ValueError if another process is its writer."""

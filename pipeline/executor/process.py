@@ -80,15 +80,15 @@ class ExecutorService(Service):
         self._metrics.trade_enabled.set(-1)
 
     def readers(self) -> list[RingReader]:
-        return [self._intents.reader, self._ticks.reader]
+        return [self._intents, self._ticks]
 
     def wake_readers(self) -> list[RingReader]:
         # Waking on ticks (executor.wake_on_ticks) overlaps the executor's wake-up with the
         # strategy's decision. Without it, pending paper orders still fill at the first
         # tick after them (by sequence): the executor looks every few milliseconds.
         if self._runtime.config.executor.wake_on_ticks:
-            return [self._intents.reader, self._ticks.reader]
-        return [self._intents.reader]
+            return [self._intents, self._ticks]
+        return [self._intents]
 
     def idle_timeout_s(self) -> float | None:
         return _PENDING_POLL_S if self._pending_seq else None
@@ -235,8 +235,7 @@ class ExecutorService(Service):
             self._strategy_done = UpstreamWait(
                 "strategy", upstream_wait_s("executor", self._runtime.config.run.stop_timeout_s),
                 self._runtime.log)
-        # Before reading the rest:
-        strategy_done = self._strategy_done.finished(self._intents.reader)
+        strategy_done = self._strategy_done.finished(self._intents)  # before reading the rest
         while self._work():
             pass
         if self._pending_seq:

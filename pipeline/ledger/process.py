@@ -115,7 +115,7 @@ class LedgerService(Service):
             solana = config.executor.solana
             self._chain = ChainCheck(
                 ChainWatch(config, native, runtime.log), self._store,
-                reports=lambda: self._reports.reader, tolerance=solana.balance_tolerance,
+                reports=lambda: self._reports, tolerance=solana.balance_tolerance,
                 interval_s=solana.balance_check_interval_s,
                 recheck_s=solana.balance_recheck_s, on_mismatch=self._chain_mismatch,
                 registry=runtime.registry, log=runtime.log)
@@ -137,7 +137,7 @@ class LedgerService(Service):
             reader.seek(stored)
 
     def readers(self) -> list[RingReader]:
-        return [self._reports.reader]
+        return [self._reports]
 
     def step(self) -> bool:
         self._kill_switch.audit_refusals(time.monotonic())
@@ -204,8 +204,7 @@ class LedgerService(Service):
             self._executor_done = UpstreamWait(
                 "executor", upstream_wait_s("ledger", self._runtime.config.run.stop_timeout_s),
                 self._runtime.log)
-        # Before reading the rest:
-        executor_done = self._executor_done.finished(self._reports.reader)
+        executor_done = self._executor_done.finished(self._reports)  # before reading the rest
         if self._kill_switch.retry_due(time.monotonic()):
             self._kill_switch.retry()  # tried, not waited for: the flag keeps it pending
         self._commit_when_due()

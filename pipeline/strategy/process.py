@@ -106,7 +106,7 @@ class StrategyService(Service):
             self._risk.on_reports(self._reports.read(_BATCH_MAX))
 
     def readers(self) -> list[RingReader]:
-        return [self._ticks.reader]
+        return [self._ticks]
 
     def step(self) -> bool:
         if self._process_ticks():
