@@ -35,6 +35,7 @@ from pipeline.config import PipelineConfig
 from pipeline.errors import OperationalError
 from pipeline.ledger.schema import SCHEMA_VERSION
 from pipeline.metrics import BootstrapMetrics
+from pipeline.topology import RingSpecs
 
 PASS: Final = "pass"
 FAIL: Final = "fail"
@@ -160,8 +161,6 @@ def check_replay(config: PipelineConfig) -> CheckResult:
 
 
 def check_rings(config: PipelineConfig) -> CheckResult:
-    from pipeline.runtime import RingSpecs  # runtime imports this module at start
-
     shm_dir = Path(config.rings.shm_dir)
     if not shm_dir.is_dir() or not os.access(shm_dir, os.W_OK | os.X_OK):
         return CheckResult("rings", FAIL, f"{shm_dir} is not a writable directory")

@@ -23,7 +23,8 @@ from pipeline.config import PROCESSES, PipelineConfig, load_config
 from pipeline.errors import EXIT_OK, EXIT_OPERATIONAL, ConfigError, OperationalError
 from pipeline.lineage import LAUNCHER_GONE, follow_launcher
 from pipeline.logs import log_start_failure, setup_logging
-from pipeline.runtime import Runtime, Service, run_service
+from pipeline.runtime import Runtime
+from pipeline.service import Service, run_service
 from pipeline.startup import operator_problem
 
 # name -> (module, one-line help). A tool module provides add_arguments(parser) and
@@ -97,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Orders, fills, the audit log and backups are nobody else's business: everything this
     # command creates (data dir, database and its -wal/-shm, logs) is for its owner only.
     os.umask(0o077)
-    # Until a process installs its own handlers (runtime.run_service, the launcher), a stop
+    # Until a process installs its own handlers (pipeline.service, the launcher), a stop
     # request means a clean exit rather than death by signal.
     signal.signal(signal.SIGTERM, _exit_before_start)
     signal.signal(LAUNCHER_GONE, _exit_before_start)

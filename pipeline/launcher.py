@@ -33,8 +33,8 @@ from pipeline.endpoints import Endpoints
 from pipeline.killflag import flag_path, holds_pending_disable
 from pipeline.lineage import spawn
 from pipeline.logs import last_error
-from pipeline.runtime import RingSpecs
 from pipeline.summary import RunSummary, format_summary, read_summary
+from pipeline.topology import RingSpecs
 
 log = logging.getLogger("pipeline.run")
 

@@ -29,7 +29,9 @@ from pipeline.bench.throughput import _CTX
 from pipeline.config import PipelineConfig, load_config
 from pipeline.records import REPORT_DTYPE, OrderStatus
 from pipeline.ring import RingReader, RingWriter
-from pipeline.runtime import RingSpecs, Runtime, Service
+from pipeline.runtime import Runtime
+from pipeline.service import Service
+from pipeline.topology import RingSpecs
 
 
 def _config(work: Path, shm: Path) -> PipelineConfig:

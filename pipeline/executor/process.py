@@ -28,10 +28,10 @@ from pipeline.executor.paper import PaperVenue
 from pipeline.executor.venue import Venue, reports_from_intents
 from pipeline.killflag import open_reader
 from pipeline.metrics import ExecutorMetrics
-from pipeline.reattach import follow
 from pipeline.records import REPORT_DTYPE, OrderStatus, RejectReason
-from pipeline.ring import RingReader, RingWriter
-from pipeline.runtime import Runtime, Service
+from pipeline.ring import RingReader
+from pipeline.runtime import Runtime
+from pipeline.service import Service
 from pipeline.stopping import UpstreamWait, upstream_wait_s
 from pipeline.trading_state import describe, names, reject_reason
 
@@ -56,15 +56,9 @@ class ExecutorService(Service):
         config = runtime.config
         self.spin_us = config.executor.spin_us
         self._venue = venue or make_venue(runtime)
-        kwargs = runtime.ring_kwargs()
-        self._ticks = RingReader(runtime.rings.ticks, "executor", **kwargs)
-        self._intents = RingReader(runtime.rings.intents, "executor", **kwargs)
-        self._reports = RingWriter(
-            runtime.rings.reports,
-            ring_bell=runtime.ringer,
-            backpressure_timeout_s=config.rings.reports_backpressure_ms / 1000,
-            **kwargs,
-        )
+        self._ticks = runtime.ports.reader("ticks")
+        self._intents = runtime.ports.reader("intents")
+        self._reports = runtime.ports.writer("reports")
         self._metrics = ExecutorMetrics(runtime.registry)
         self._venue_name = config.executor.venue
         # Series from the start at 0: a first fill is an increase ("no fills for 15 min").
@@ -103,15 +97,9 @@ class ExecutorService(Service):
     def step(self) -> bool:
         did_work = self._work()
         if not did_work and (self._ticks.closed or self._intents.closed):
-            rings, kwargs = self._runtime.rings, self._runtime.ring_kwargs()
-            self._ticks = follow(self._ticks, rings.ticks, "executor", self._runtime.log, **kwargs)
-            if not self._pending_seq:
-                intents = follow(
-                    self._intents, rings.intents, "executor", self._runtime.log, **kwargs
-                )
-                if intents is not self._intents:
-                    self._intents = intents
-                    self._submitted_upto = intents.cursor
+            self._ticks.follow()
+            if not self._pending_seq and self._intents.follow():
+                self._submitted_upto = self._intents.cursor
         return did_work
 
     def _work(self) -> bool:

@@ -20,8 +20,8 @@ from pipeline.ingest.feed import Feed, make_feed
 from pipeline.ingest.validate import make_validator
 from pipeline.metrics import IngestMetrics
 from pipeline.records import SourceId
-from pipeline.ring import RingWriter
-from pipeline.runtime import Runtime, Service
+from pipeline.runtime import Runtime
+from pipeline.service import Service
 
 _HTTP_FEEDS: Final = ("coingecko", "hermes", "jupiter")  # through HttpClient and its cache
 
@@ -34,8 +34,7 @@ class IngestService(Service):
         self._feed = feed or self._make_feed(runtime.config)
         self._metrics.configure_sources(*_sources(self._config))
         self._validator = make_validator(runtime.config, runtime.log, self._metrics)
-        self._writer = RingWriter(runtime.rings.ticks, ring_bell=runtime.ringer,
-                                  **runtime.ring_kwargs())
+        self._writer = runtime.ports.writer("ticks")
         self._symbols = {s.id: s.name for s in runtime.config.symbols}
         self.ticks_written = 0
         self._last_price = float("nan")
@@ -43,7 +42,7 @@ class IngestService(Service):
         self._ticks_per_s = 0.0
         if not self._writer.created and self._writer.previous_run_id != runtime.run_id:
             runtime.log.info("reusing tick ring", extra={
-                "event": "ring.reused", "ring": runtime.rings.ticks.name,
+                "event": "ring.reused", "ring": self._writer.spec.name,
                 "previous_run_id": str(self._writer.previous_run_id), "seq": self._writer.seq})
 
     def _make_feed(self, config: PipelineConfig) -> Feed:

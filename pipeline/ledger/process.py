@@ -34,9 +34,9 @@ from pipeline.ledger.health import CommitHealth
 from pipeline.ledger.pacing import CommitPacer, estimate_wal_bytes
 from pipeline.ledger.store import LedgerStore
 from pipeline.metrics import LedgerMetrics
-from pipeline.reattach import follow
 from pipeline.ring import RingReader
-from pipeline.runtime import Runtime, Service
+from pipeline.runtime import Runtime
+from pipeline.service import Service
 from pipeline.stopping import UpstreamWait, upstream_wait_s
 from pipeline.trading_state import WRITTEN, Halt, describe, names
 
@@ -65,7 +65,7 @@ class LedgerService(Service):
         self._store = LedgerStore(self._engine, config.symbol_table(), self._config,
                                   native_asset=native)
         self._ring_name = runtime.rings.reports.name
-        self._attach(RingReader(runtime.rings.reports, "ledger", **runtime.ring_kwargs()))
+        self._reports = runtime.ports.reader("reports", resume=self._resume_reports)
         self._pacer = CommitPacer(self._config.commits_per_s, self._config.wal_bytes_per_s)
         self._metrics = LedgerMetrics(runtime.registry)
         export_storage(runtime.registry, database, config.paths.data_dir, self._config.backup)
@@ -121,9 +121,8 @@ class LedgerService(Service):
                 registry=runtime.registry, log=runtime.log)
         self._publish_trade_enabled()
 
-    def _attach(self, reader: RingReader) -> None:
+    def _resume_reports(self, reader: RingReader) -> None:
         """Start reading at the cursor committed with the rows, if it is this ring instance."""
-        self._reports = reader
         self._instance = str(reader.instance_id)
         stored = self._store.cursor(self._ring_name, self._instance)
         if stored is not None and stored != reader.cursor:
@@ -151,16 +150,8 @@ class LedgerService(Service):
             self._chain.step(time.monotonic())
         if self._commit_when_due():
             return True
-        if self._wait_s is None and self._reports.closed and not self._reports.available():
-            reader = follow(
-                self._reports,
-                self._runtime.rings.reports,
-                "ledger",
-                self._runtime.log,
-                **self._runtime.ring_kwargs(),
-            )
-            if reader is not self._reports:
-                self._attach(reader)
+        if self._wait_s is None:
+            self._reports.follow()
         return False
 
     def _commit_when_due(self) -> bool:

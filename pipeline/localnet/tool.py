@@ -11,7 +11,7 @@ import argparse
 import os
 import signal
 import threading
-from pathlib import Path
+import uuid
 from types import FrameType
 
 from pipeline.config import PipelineConfig
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace, config: PipelineConfig) -> int:
     from pipeline.localnet.server import LocalnetServer
     from pipeline.localnet.world import open_world, save_world
     from pipeline.logs import setup_logging
-    from pipeline.runtime import RingSpecs
+    from pipeline.ports import Ports
 
     paths = config.paths
     log = setup_logging("localnet", config.env, paths.log_dir, level=config.log.level,
@@ -45,9 +45,9 @@ def run(args: argparse.Namespace, config: PipelineConfig) -> int:
     paths.data_dir.mkdir(parents=True, exist_ok=True)
     world = open_world(chain, paths.data_dir, decimals, settings.trader_balances,
                        settings.maker_balances)
-    prices = TickPrices(RingSpecs.from_config(config).ticks, config.env,
-                        Path(config.rings.shm_dir),
-                        {(s.base, s.quote): s.id for s in config.symbols}, log)
+    ports = Ports(config, "localnet", run_id=uuid.uuid4(), log=log)
+    prices = TickPrices(lambda: ports.reader("ticks"),
+                        {(s.base, s.quote): s.id for s in config.symbols})
     maker = Maker(chain, world, MakerConfig(spread_bps=settings.spread_bps,
                                             quote_ttl_s=settings.quote_ttl_s),
                   prices.price_of, {s.name: (s.base, s.quote) for s in config.symbols})

@@ -31,10 +31,10 @@ from pipeline.ids import ClientOrderIds
 from pipeline.killflag import open_reader
 from pipeline.ledger.snapshot import read_positions
 from pipeline.metrics import StrategyMetrics
-from pipeline.reattach import follow
 from pipeline.records import RejectReason
-from pipeline.ring import RingReader, RingWriter
-from pipeline.runtime import Runtime, Service
+from pipeline.ring import RingReader
+from pipeline.runtime import Runtime
+from pipeline.service import Service
 from pipeline.strategy.api import Book
 from pipeline.strategy.loader import load_strategy
 from pipeline.strategy.refusals import PAUSED_TOPIC, SymbolEvent
@@ -73,14 +73,9 @@ class StrategyService(Service):
         self._strategy = load_strategy(config.strategy)
         self._risk = RiskEngine(config.risk)
         self._book = LiveBook(self._risk, self._decided)
-        self._ticks = RingReader(runtime.rings.ticks, "strategy", **runtime.ring_kwargs())
-        self._intents = RingWriter(
-            runtime.rings.intents,
-            ring_bell=runtime.ringer,
-            backpressure_timeout_s=config.rings.intents_backpressure_ms / 1000,
-            **runtime.ring_kwargs(),
-        )
-        self._reports = self._open_reports()
+        self._ticks = runtime.ports.reader("ticks")
+        self._intents = runtime.ports.writer("intents")
+        self._reports = runtime.ports.reader("reports", resume=self._resume_reports)
         self._ids = ClientOrderIds()
         self._metrics = StrategyMetrics(runtime.registry)
         self._trading = open_reader(config, "strategy", runtime.run_id, log=runtime.log,
@@ -92,10 +87,9 @@ class StrategyService(Service):
         self.withheld = 0
         self.dropped = 0
 
-    def _open_reports(self) -> RingReader:
+    def _resume_reports(self, reader: RingReader) -> None:
         """Read execution reports from where the ledger's positions end (see snapshot)."""
         runtime = self._runtime
-        reader = RingReader(runtime.rings.reports, "strategy", **runtime.ring_kwargs())
         snapshot = read_positions(runtime.config.paths.database,
                                   runtime.config.symbol_table(), reader.spec.name,
                                   str(reader.instance_id))
@@ -105,7 +99,6 @@ class StrategyService(Service):
         runtime.log.info("risk starts from the ledger's positions", extra={
             "event": "strategy.positions", "filled": snapshot.filled,
             "reports_cursor": reader.cursor})
-        return reader
 
     def _apply_reports(self) -> None:
         """Fills and rejects from the executor keep the risk engine's exposure true."""
@@ -118,17 +111,8 @@ class StrategyService(Service):
     def step(self) -> bool:
         if self._process_ticks():
             return True
-        if self._reports.closed and not self._reports.available():
-            self._reports.close()
-            self._reports = self._open_reports()
-        if self._ticks.closed:
-            self._ticks = follow(
-                self._ticks,
-                self._runtime.rings.ticks,
-                "strategy",
-                self._runtime.log,
-                **self._runtime.ring_kwargs(),
-            )
+        self._reports.follow()
+        self._ticks.follow()
         return False
 
     def _process_ticks(self) -> bool:

@@ -19,8 +19,9 @@ from testkit import eventually
 from pipeline.config import load_config
 from pipeline.executor.process import ExecutorService
 from pipeline.killflag import KillFlagWriter, flag_path
+from pipeline.ports import InputPort
 from pipeline.records import INTENT_DTYPE, OrderStatus, RejectReason, Side
-from pipeline.ring import RingReader, RingWriter
+from pipeline.ring import RingWriter
 from pipeline.runtime import Runtime
 from pipeline.trading_state import Halt
 
@@ -31,7 +32,7 @@ class Parts:
     executor: ExecutorService
     ledger: KillFlagWriter
     intents: RingWriter
-    reports: RingReader
+    reports: InputPort
     next_id: int = 1
 
     def send(self, count: int = 1, *, age_ms: float = 0.0) -> None:
@@ -67,8 +68,9 @@ def parts(tmp_path: Path, shm_dir: Path) -> Iterator[Parts]:
     ledger = KillFlagWriter(flag_path(shm_dir, config.paths.ring_prefix),
                             run_id=runtime.run_id, log=runtime.log)
     executor = ExecutorService(runtime)
-    intents = RingWriter(runtime.rings.intents, **runtime.ring_kwargs())
-    reports = RingReader(runtime.rings.reports, "ledger", **runtime.ring_kwargs())
+    intents = runtime.ports.peer("strategy").writer("intents")
+    # The ledger's side without its database: no committed cursor to seek to.
+    reports = runtime.ports.peer("ledger").reader("reports", resume=lambda _reader: None)
     try:
         yield Parts(runtime, executor, ledger, intents, reports)
     finally:

@@ -20,7 +20,7 @@ from pipeline.cli import main
 from pipeline.config import PipelineConfig, load_config
 from pipeline.ledger.schema import SCHEMA_VERSION
 from pipeline.ring import RingWriter
-from pipeline.runtime import RingSpecs
+from pipeline.topology import RingSpecs
 
 
 def _config(tmp_path: Path, shm_dir: Path, **sections: object) -> PipelineConfig:

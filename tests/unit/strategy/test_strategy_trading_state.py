@@ -17,8 +17,9 @@ from testkit import eventually
 
 from pipeline.config import load_config
 from pipeline.killflag import KillFlagWriter, flag_path
+from pipeline.ports import InputPort
 from pipeline.records import TICK_DTYPE
-from pipeline.ring import RingReader, RingWriter
+from pipeline.ring import RingWriter
 from pipeline.runtime import Runtime
 from pipeline.strategy.process import StrategyService
 from pipeline.trading_state import Halt
@@ -30,7 +31,7 @@ class Parts:
     strategy: StrategyService
     ledger: KillFlagWriter
     ticks: RingWriter
-    intents: RingReader  # the executor's side
+    intents: InputPort  # the executor's side
     seq: int = 0
 
     def rising_ticks(self, count: int) -> None:
@@ -62,9 +63,9 @@ def parts(tmp_path: Path, shm_dir: Path) -> Iterator[Parts]:
     runtime = Runtime.build(config, "strategy", to_stderr=False)
     ledger = KillFlagWriter(flag_path(shm_dir, config.paths.ring_prefix),
                             run_id=runtime.run_id, log=runtime.log)
-    ticks = RingWriter(runtime.rings.ticks, **runtime.ring_kwargs())
+    ticks = runtime.ports.peer("ingest").writer("ticks")
     strategy = StrategyService(runtime)
-    intents = RingReader(runtime.rings.intents, "executor", **runtime.ring_kwargs())
+    intents = runtime.ports.peer("executor").reader("intents")
     try:
         yield Parts(runtime, strategy, ledger, ticks, intents)
     finally:
