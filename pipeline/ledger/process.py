@@ -189,6 +189,11 @@ class LedgerService(Service):
         self._metrics.rows_per_commit.observe(len(batch))
         return True
 
+    def wake_readers(self) -> list[RingReader]:
+        # While the commit budget makes us wait, new reports must not wake us: each would
+        # end the wait at once and the loop would spin until the budget allows a commit.
+        return [] if self._wait_s is not None else [self._reports]
+
     def idle_timeout_s(self) -> float | None:
         if self._chain is not None and self._chain.wants_reading:
             return min(self._wait_s or _CHAIN_POLL_S, _CHAIN_POLL_S)

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, UpdateBase, bindparam, func, insert, select, update
+from sqlalchemy import Engine, Select, UpdateBase, bindparam, func, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as upsert
 from sqlalchemy.engine import Connection
 
@@ -73,6 +73,20 @@ class _CompiledStatements:
             Order.client_order_id == bindparam("b_client_order_id"))
         self.insert_fill = insert(Fill)
         self.insert_signature = insert(OrderSignature).prefix_with("OR IGNORE")  # replays
+        self.insert_balance = insert(Balance)
+        position = upsert(Position)
+        self.upsert_position = position.on_conflict_do_update(
+            index_elements=[Position.symbol],
+            set_={c: position.excluded[c] for c in
+                  ("quantity", "avg_price", "realized_pnl", "fees", "updated_at")})
+        cursor = upsert(RingCursor)
+        self.upsert_cursor = cursor.on_conflict_do_update(
+            index_elements=[RingCursor.ring],
+            set_={"instance_id": cursor.excluded.instance_id, "cursor": cursor.excluded.cursor})
+        # One JSON parameter instead of thousands of bound parameters in an IN list.
+        wanted = func.json_each(bindparam("ids")).table_valued("value")
+        self.stored_ranks = select(Order.client_order_id, Order.status_rank).where(
+            Order.client_order_id.in_(select(wanted.c.value)))
         self._compiled: dict[tuple[int, tuple[str, ...]], tuple[str, list[str]]] = {}
 
     def executemany(self, conn: Connection, stmt: UpdateBase, columns: Columns) -> int:
@@ -80,15 +94,23 @@ class _CompiledStatements:
         rows = len(next(iter(columns.values()), []))
         if not rows:
             return 0
-        key = (id(stmt), tuple(columns))
-        entry = self._compiled.get(key)
-        if entry is None:
-            compiled = stmt.compile(dialect=conn.dialect, column_keys=list(columns))
-            entry = (str(compiled), list(compiled.positiontup or []))
-            self._compiled[key] = entry
-        sql, order = entry
+        sql, order = self._compile(conn, stmt, tuple(columns))
         conn.exec_driver_sql(sql, list(zip(*(columns[k] for k in order), strict=True)))
         return rows
+
+    def query(self, conn: Connection, stmt: Select[Any, Any], params: Mapping[str, Any]) -> list[Any]:
+        """The rows of ``stmt`` with ``params`` bound, as plain tuples."""
+        sql, order = self._compile(conn, stmt, tuple(params))
+        return list(conn.exec_driver_sql(sql, tuple(params[k] for k in order)).all())
+
+    def _compile(self, conn: Connection, stmt: UpdateBase | Select[Any, Any],
+                 keys: tuple[str, ...]) -> tuple[str, list[str]]:
+        entry = self._compiled.get((id(stmt), keys))
+        if entry is None:
+            compiled = stmt.compile(dialect=conn.dialect, column_keys=list(keys))
+            entry = (str(compiled), list(compiled.positiontup or []))
+            self._compiled[(id(stmt), keys)] = entry
+        return entry
 
 
 class LedgerStore:
@@ -148,12 +170,9 @@ class LedgerStore:
                 # The moment the books stopped knowing: the order stays open meanwhile.
                 write_audit(conn, now, "executor", "order.outcome_unknown", {
                     "client_order_id": coid % (1 << 64), "signature": signature})
-            if cursors:
-                stmt = upsert(RingCursor)
-                conn.execute(stmt.on_conflict_do_update(
-                    index_elements=[RingCursor.ring],
-                    set_={"instance_id": stmt.excluded.instance_id, "cursor": stmt.excluded.cursor},
-                ), [{"ring": r, "instance_id": i, "cursor": c} for r, (i, c) in cursors.items()])
+            self._sql.executemany(conn, self._sql.upsert_cursor, {
+                "ring": list(cursors), "instance_id": [i for i, _ in cursors.values()],
+                "cursor": [c for _, c in cursors.values()]})
         latency_s = time.perf_counter() - started_s
         self._positions.update(positions)
         self._balances.update(balances)
@@ -174,12 +193,8 @@ class LedgerStore:
         if len(ids) == 0:
             return np.zeros(0, dtype=np.int64)
         unique_ids = np.unique(ids)
-        # One JSON parameter instead of thousands of bound parameters in an IN list.
-        wanted = func.json_each(json.dumps(unique_ids.tolist())).table_valued("value")
-        found = conn.execute(
-            select(Order.client_order_id, Order.status_rank)
-            .where(Order.client_order_id.in_(select(wanted.c.value)))
-        ).all()
+        found = self._sql.query(conn, self._sql.stored_ranks,
+                                {"ids": json.dumps(unique_ids.tolist())})
         known = np.zeros(len(unique_ids), dtype=np.int64)
         if found:
             found_ids, found_ranks = np.asarray(found, dtype=np.int64).T
@@ -209,13 +224,12 @@ class LedgerStore:
             names = [self._symbols[s][0] for s in fills["symbol_id"].tolist()]
             positions = apply_fills(self._positions, names, signed_qty, fills["avg_price"],
                                     fills["fee"])
-            stmt = upsert(Position)
-            conn.execute(stmt.on_conflict_do_update(
-                index_elements=[Position.symbol],
-                set_={c: stmt.excluded[c] for c in
-                      ("quantity", "avg_price", "realized_pnl", "fees", "updated_at")},
-            ), [{"symbol": symbol, **dataclasses.asdict(state), "updated_at": now}
-                for symbol, state in positions.items()])
+            states = list(positions.values())
+            self._sql.executemany(conn, self._sql.upsert_position, {
+                "symbol": list(positions), "quantity": [p.quantity for p in states],
+                "avg_price": [p.avg_price for p in states],
+                "realized_pnl": [p.realized_pnl for p in states],
+                "fees": [p.fees for p in states], "updated_at": [sql_datetime(now)] * len(states)})
             deltas = balance_deltas(fills["symbol_id"], signed_qty, fills["avg_price"],
                                     fills["fee"], self._assets)
         if booking.network_fee:
@@ -228,10 +242,10 @@ class LedgerStore:
             return positions, {}
         balances = {asset: self._balances.get(asset, 0.0) + d for asset, d in deltas.items()}
         reason = "fills" if len(fills) else "network fees"
-        conn.execute(insert(Balance), [
-            {"asset": asset, "amount": amount, "ts": now, "reason": reason}
-            for asset, amount in sorted(balances.items())
-        ])
+        assets = sorted(balances)
+        self._sql.executemany(conn, self._sql.insert_balance, {
+            "asset": assets, "amount": [balances[a] for a in assets],
+            "ts": [sql_datetime(now)] * len(assets), "reason": [reason] * len(assets)})
         return positions, balances
 
     def cursor(self, ring: str, instance_id: str) -> int | None:
