@@ -98,7 +98,8 @@ class _CompiledStatements:
         conn.exec_driver_sql(sql, list(zip(*(columns[k] for k in order), strict=True)))
         return rows
 
-    def query(self, conn: Connection, stmt: Select[Any, Any], params: Mapping[str, Any]) -> list[Any]:
+    def query(self, conn: Connection, stmt: Select[Any, Any],
+              params: Mapping[str, Any]) -> list[Any]:
         """The rows of ``stmt`` with ``params`` bound, as plain tuples."""
         sql, order = self._compile(conn, stmt, tuple(params))
         return list(conn.exec_driver_sql(sql, tuple(params[k] for k in order)).all())

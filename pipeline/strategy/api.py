@@ -55,11 +55,13 @@ from __future__ import annotations
 
 import abc
 import math
-from typing import Protocol
+from typing import Any, Final, Protocol
 
 import numpy as np
 
 from pipeline.records import INTENT_DTYPE, OrderType, empty
+
+_SCALAR_TICKS: Final = 4  # batches this short take target_step when a strategy has one
 
 
 class Book(Protocol):
@@ -132,13 +134,27 @@ class TargetStrategy(Strategy):
         self.quantity = float(quantity)
         self.slippage = float(limit_slippage_bps) / 1e4
         self.min_quantity = min_order_quantity(min_quantity, quantity)
+        self._scalar = type(self).target_step is not TargetStrategy.target_step
 
     @abc.abstractmethod
     def targets(self, ticks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(positions in ``ticks`` of this symbol's ticks, the target after each; NaN: no
         opinion, keep what is held)."""
 
+    def target_step(self, source_ts_ns: int, price: float) -> float | None:
+        """Optional scalar twin of :meth:`targets` for one tick of this symbol: the target
+        after it, bit-for-bit what ``targets`` gives (the batch-invariance tests compare
+        them). None (the default): not implemented, batches always go through ``targets``.
+
+        Live reads are a tick or two, where numpy's per-call cost is most of the work;
+        plain floats make the decision several times faster on the tick-to-order path.
+        """
+        return None
+
     def decide(self, ticks: np.ndarray, book: Book) -> None:
+        if len(ticks) <= _SCALAR_TICKS and self._scalar:
+            self._decide_each(ticks.tolist(), book)
+            return
         index, target = self.targets(ticks)
         if not index.size:
             return
@@ -159,17 +175,32 @@ class TargetStrategy(Strategy):
                 continue
             delta = wanted - book.position(symbol)
             if delta != 0.0 and abs(delta) >= self.min_quantity:
-                book.send(self._order(ticks[k], delta))
+                seq, ingest_ns, _, price, _, symbol_id, _, _ = ticks[k].item()
+                book.send(self._order(seq, ingest_ns, price, symbol_id, delta))
                 p += 1
                 continue
             while step < len(changes) and changes[step] <= p:
                 step += 1
             p = changes[step] if step < len(changes) else n
 
-    def _order(self, tick: np.void, delta: float) -> np.ndarray:
-        """One limit order for ``delta`` (signed base units), priced off ``tick``."""
+    def _decide_each(self, rows: list[tuple[Any, ...]], book: Book) -> None:
+        """:meth:`decide` one tick at a time (``TICK_DTYPE`` rows as tuples)."""
+        symbol = self.symbol_id
+        for k, (seq, ingest_ns, source_ts_ns, price, _, symbol_id, _, _) in enumerate(rows):
+            if symbol_id != symbol:
+                continue
+            wanted = self.target_step(source_ts_ns, price)
+            book.until(k)
+            if wanted is None or math.isnan(wanted) or book.working(symbol):  # NaN: no opinion
+                continue
+            delta = wanted - book.position(symbol)
+            if delta != 0.0 and abs(delta) >= self.min_quantity:
+                book.send(self._order(seq, ingest_ns, price, symbol_id, delta))
+
+    def _order(self, seq: int, ingest_ns: int, price: float, symbol_id: int,
+               delta: float) -> np.ndarray:
+        """One limit order for ``delta`` (signed base units), priced off the tick's price."""
         side = 1 if delta > 0.0 else -1
-        seq, ingest_ns, _, price, _, symbol_id, _, _ = tick.item()
         intent = empty(INTENT_DTYPE, 1)
         intent[0] = (0, seq, ingest_ns, 0, abs(delta), price * (1.0 + side * self.slippage),
                      symbol_id, side, int(OrderType.LIMIT), 0)

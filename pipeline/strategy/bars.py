@@ -43,6 +43,16 @@ class BarCloses:
         self._last_price = float(prices[-1])
         return before[at], at
 
+    def step(self, time_ns: int, price: float) -> float | None:
+        """:meth:`update` for one tick: the close of the bar it ended, None if none."""
+        if self._bar_ns == 0:
+            return price
+        bar, previous = time_ns // self._bar_ns, self._bar
+        close = self._last_price if previous >= 0 and bar > previous else None
+        self._bar = max(previous, bar)
+        self._last_price = price
+        return close
+
 
 def hold_from(at: np.ndarray, values: np.ndarray, size: int, carried: float) -> np.ndarray:
     """Per tick, the value set at the latest of positions ``at`` (``carried`` before it)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from pipeline.strategy.api import TargetStrategy
@@ -61,3 +63,12 @@ class EmaCross(TargetStrategy):
         target = hold_from(at, per_bar, index.size, self._target)
         self._target = float(target[-1])
         return index, target
+
+    def target_step(self, source_ts_ns: int, price: float) -> float:
+        close = self._bars.step(source_ts_ns, price)
+        if close is not None:
+            above = self._fast.step(close) > self._slow.step(close)
+            self._closed += 1
+            self._target = (math.nan if self._closed < self._warmup
+                            else self._long if above else self._otherwise)
+        return self._target

@@ -70,13 +70,13 @@ class Ema:
         n = values.size
         if n == 0:
             return np.empty(0)
+        if n <= _SCALAR_MAX:
+            return self._update_scalar(values)
         if self._count == 0:
             self._anchor = float(values[0])
         if self._alpha == 1.0:  # span 1: the EMA is the value itself
             self._count += n
             return values.astype(np.float64, copy=True)
-        if n <= _SCALAR_MAX:
-            return self._update_scalar(values)
         block = self._block
         offset = self._count % block
         columns = np.arange(offset, offset + n) % block
@@ -99,22 +99,26 @@ class Ema:
 
 
     def _update_scalar(self, values: np.ndarray) -> np.ndarray:
-        """The same closed form, one value at a time: the same float operations in the same
-        order as :meth:`update`'s cumsum, hence bit-for-bit the same results, ~40x faster
-        for a single tick."""
-        block, weights, decays = self._block, self._weight_list, self._decay_list
-        anchor, partial, count = self._anchor, self._partial, self._count
-        out = []
-        for value in values.tolist():
-            column = count % block
-            partial = partial + value * weights[column]
-            ema = decays[column] * (anchor + partial)
-            out.append(ema)
-            count += 1
-            if column == block - 1:
-                anchor, partial = ema, 0.0
-        self._anchor, self._partial, self._count = anchor, partial, count
-        return np.array(out)
+        return np.array([self.step(value) for value in values.tolist()])
+
+    def step(self, value: float) -> float:
+        """The EMA after one more value: the same float operations in the same order as
+        :meth:`update`'s cumsum, hence bit-for-bit the same result, ~40x faster for the
+        single tick of a live read."""
+        count = self._count
+        if count == 0:
+            self._anchor = value
+        self._count = count + 1
+        if self._alpha == 1.0:  # span 1: the EMA is the value itself
+            return value
+        column = count % self._block
+        partial = self._partial + value * self._weight_list[column]
+        ema: float = self._decay_list[column] * (self._anchor + partial)
+        if column == self._block - 1:
+            self._anchor, self._partial = ema, 0.0
+        else:
+            self._partial = partial
+        return ema
 
 
 class RollingMoments:
