@@ -153,6 +153,10 @@ class RunConfig:
     # kernel's default. Short slices let the tick path preempt the rest when it wakes.
     slice_us: dict[str, int] = field(default_factory=lambda: {
         "ingest": 100, "strategy": 100, "executor": 100})
+    # CPU placement (see pipeline.sched): "auto" pins by the number of CPUs, "off" leaves
+    # it to the kernel; cpus pins the processes it names, whatever pin says.
+    pin: str = "auto"
+    cpus: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         require(0 < self.heartbeat_interval_s < self.heartbeat_timeout_s,
@@ -174,6 +178,13 @@ class RunConfig:
             require(isinstance(value, int) and 100 <= value <= 100_000,
                     f"run.slice_us.{process}", value,
                     "must be an integer from 100 to 100000 (the kernel's range)")
+        require(self.pin in ("auto", "off"), "run.pin", self.pin, "auto or off")
+        for process, cpus in self.cpus.items():
+            require(process in PROCESSES, f"run.cpus.{process}", cpus,
+                    f"not a process ({', '.join(PROCESSES)})")
+            require(isinstance(cpus, tuple) and bool(cpus)
+                    and all(type(c) is int and 0 <= c < 4096 for c in cpus),
+                    f"run.cpus.{process}", cpus, "must be a non-empty list of CPU numbers")
 
 
 

@@ -39,7 +39,7 @@ from pipeline.lineage import LAUNCHER_GONE
 from pipeline.metrics import serve
 from pipeline.reload import ConfigReloader, config_digest
 from pipeline.runtime import Runtime
-from pipeline.sched import request_slice
+from pipeline.sched import cpus_for, pin_process, request_slice
 from pipeline.startup import operator_problem
 from pipeline.stopping import drain_timeout_s
 from pipeline.wakeup import Waiter
@@ -213,6 +213,12 @@ class ServiceRunner:
             if refused:
                 log.warning("scheduler slice of %d us refused: %s", slice_us, refused,
                             extra={"event": "process.slice_refused"})
+        cpus = cpus_for(runtime.name, config.run.pin, config.run.cpus)
+        if cpus is not None:
+            refused = pin_process(cpus)
+            if refused:
+                log.warning("pinning to CPUs %s refused: %s", sorted(cpus), refused,
+                            extra={"event": "process.pin_refused"})
         self.waiter = Waiter(runtime.doorbell, self.service.wake_readers(),
                              spin_us=self.service.spin_us,
                              max_block_s=config.run.heartbeat_interval_s / 2)
