@@ -30,9 +30,10 @@ class StrategyConfig:
     params: dict[str, Any] = field(default_factory=dict)
     symbol_id: int = 1
     # Busy-poll this long before sleeping. The strategy is the one process allowed to spin
-    # for long (e.g. 5000: it then never sleeps above ~200 ticks/s, halving p50), but on
-    # 2 vCPUs a permanent spinner lengthens the tail of everyone else; see README.
-    spin_us: int = 50
+    # for long (e.g. 5000: it then never sleeps above ~200 ticks/s), but on 2 vCPUs a
+    # permanent spinner lengthens the tail of everyone else, and with run.pin = "auto" it
+    # shares its CPU with the executor, which any spin delays: 0 by default; see README.
+    spin_us: int = 0
 
     def __post_init__(self) -> None:
         require(bool(self.name.strip()), "strategy.name", self.name, "must not be empty")
