@@ -14,7 +14,7 @@ from pipeline.executor.config import ExecutorConfig
 def test_defaults_and_toml_build() -> None:
     config = ExecutorConfig()
     assert (config.venue, config.slippage_bps, config.fee_bps) == ("paper", 2.0, 5.0)
-    assert (config.spin_us, config.wake_on_ticks, config.max_pending) == (50, False, 1024)
+    assert (config.spin_us, config.wake_on_ticks, config.max_pending) == (0, False, 1024)
     config = build(ExecutorConfig, {"fee_bps": 0, "slippage_bps": 1}, "executor")
     assert config.fee_bps == 0.0
     assert config.slippage_bps == 1.0
