@@ -216,10 +216,19 @@ def _validate(seg: _Segment, env: str) -> None:
     if seg.word(_OFF_CAPACITY) != spec.capacity or kind != int(spec.lossless):
         raise RingMismatchError(f"ring {spec.name}: capacity/kind in segment "
                                 f"({seg.word(_OFF_CAPACITY)}/{kind}) differ from config "
-                                f"({spec.capacity}/{int(spec.lossless)})")
+                                f"({spec.capacity}/{int(spec.lossless)}); {_remedy(seg)}")
     if tuple(seg.slot_names()) != spec.readers:
         raise RingMismatchError(f"ring {spec.name}: declared readers {seg.slot_names()} "
-                                f"differ from config {list(spec.readers)}")
+                                f"differ from config {list(spec.readers)}; {_remedy(seg)}")
+
+
+def _remedy(seg: _Segment) -> str:
+    """What an operator can do about a segment another version or config left behind."""
+    if not seg.spec.lossless:
+        return (f"it was left by another version or configuration: with every process of "
+                f"this data dir stopped, remove {seg.path} (a lossy ring: nothing is lost)")
+    return (f"it was left by another version or configuration: let that one finish it, "
+            f"or remove {seg.path} knowing that its unread records are lost")
 
 
 def _open_segment(spec: RingSpec, env: str, run_id: uuid.UUID, shm_dir: Path,

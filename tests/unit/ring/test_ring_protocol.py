@@ -193,11 +193,22 @@ def test_another_capacity_kind_or_reader_list_is_refused(shm_dir: Path) -> None:
         (RingSpec(spec.name, INTENT_DTYPE, 8, lossless=False, readers=spec.readers),
          r"capacity/kind in segment \(8/1\) differ from config \(8/0\)"),
         (RingSpec(spec.name, INTENT_DTYPE, 8, lossless=True, readers=("monitor", "ledger")),
-         "declared readers"),
+         "declared readers.*let that one finish it, or remove .* unread records are lost"),
     ]
     for other, message in cases:
         with pytest.raises(RingMismatchError, match=message):
             writer_for(other, shm_dir)
+
+
+def test_a_lossy_ring_left_by_another_version_says_it_can_go(shm_dir: Path) -> None:
+    """The tick ring's reader "monitor" became "localnet": an old crashed run's segment is
+    refused with what to do about it, not just that it differs."""
+    old = RingSpec("t-ticks", TICK_DTYPE, 8, lossless=False, readers=("strategy", "monitor"))
+    writer_for(old, shm_dir)
+    new = RingSpec("t-ticks", TICK_DTYPE, 8, lossless=False, readers=("strategy", "localnet"))
+    with pytest.raises(RingMismatchError,
+                       match=r"declared readers.*remove .*t-ticks \(a lossy ring: nothing is lost"):
+        reader_for(new, "strategy", shm_dir)
 
 
 def test_undeclared_reader_and_bad_specs_are_refused(shm_dir: Path) -> None:
