@@ -25,7 +25,6 @@ from pipeline.logs import setup_logging
 from pipeline.metrics import CommonMetrics
 from pipeline.ports import Ports
 from pipeline.reload import config_digest
-from pipeline.topology import RingSpecs
 from pipeline.wakeup import BellRinger, Doorbell
 
 
@@ -42,7 +41,6 @@ class Runtime:
     zmq_context: zmq.Context[zmq.Socket[bytes]]
     ringer: BellRinger
     doorbell: Doorbell
-    rings: RingSpecs
     ports: Ports  # this process's rings, opened as the topology declares them
     events: EventPublisher
     endpoints: Endpoints
@@ -79,7 +77,7 @@ class Runtime:
         return cls(config=config, name=name, run_id=run_id, log=log, registry=registry,
                    metrics=metrics, zmq_context=context,
                    ringer=ringer, doorbell=Doorbell(paths.run_dir, name),
-                   rings=ports.specs, ports=ports, events=events, endpoints=endpoints,
+                   ports=ports, events=events, endpoints=endpoints,
                    guard=guard, loader=loader, config_digest=config_digest(config), lock=lock)
 
     def close(self) -> None:

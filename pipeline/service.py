@@ -189,7 +189,7 @@ class ServiceRunner:
         runtime, log, config = self.runtime, self.runtime.log, self.runtime.config
         try:
             port = _serve_metrics(runtime)
-            ring.check_space(runtime.rings.all(), Path(config.rings.shm_dir),
+            ring.check_space(runtime.ports.specs.all(), Path(config.rings.shm_dir),
                              extra_bytes=killflag.SIZE)
             refuse_at_start(runtime.name, config, runtime.registry, log)
             self.service = self._make_service(runtime)

@@ -64,7 +64,7 @@ class LedgerService(Service):
             native = native_asset(config)
         self._store = LedgerStore(self._engine, config.symbol_table(), self._config,
                                   native_asset=native)
-        self._ring_name = runtime.rings.reports.name
+        self._ring_name = runtime.ports.specs.reports.name
         self._reports = runtime.ports.reader("reports", resume=self._resume_reports)
         self._pacer = CommitPacer(self._config.commits_per_s, self._config.wal_bytes_per_s)
         self._metrics = LedgerMetrics(runtime.registry)

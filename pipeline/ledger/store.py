@@ -16,7 +16,6 @@ import dataclasses
 import json
 import time
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -161,11 +160,11 @@ class LedgerStore:
                 raise BadInputError(f"ring cursor {ring}={(instance_id, cursor)!r} is invalid")
         started_s = time.perf_counter()
         now = utc_now()
+        stamp = sql_datetime(now)
         with self._engine.begin() as conn:
-            booking = book(reports, self._stored_ranks(conn, reports), self._symbols,
-                           sql_datetime(now))
+            booking = book(reports, self._stored_ranks(conn, reports), self._symbols, stamp)
             rows = self._write_orders(conn, booking)
-            positions, balances = self._write_money(conn, booking, now)
+            positions, balances = self._write_money(conn, booking, stamp)
             for coid, signature in zip(booking.unknowns["client_order_id"],
                                        booking.unknowns["signature"], strict=True):
                 # The moment the books stopped knowing: the order stays open meanwhile.
@@ -210,9 +209,10 @@ class LedgerStore:
                 + sql.executemany(conn, sql.insert_signature, booking.signatures))
 
     def _write_money(
-        self, conn: Connection, booking: Booking, now: datetime
+        self, conn: Connection, booking: Booking, stamp: str
     ) -> tuple[dict[str, PositionState], dict[str, float]]:
-        """Upsert changed positions and append balance rows; returns the new cache entries.
+        """Upsert changed positions and append balance rows stamped ``stamp`` (the
+        commit's time, stored form); returns the new cache entries.
 
         Network fees (native SOL of chain venues) come off ``native_asset``, also for
         orders whose transaction failed on chain: the chain charged them all the same.
@@ -230,7 +230,7 @@ class LedgerStore:
                 "symbol": list(positions), "quantity": [p.quantity for p in states],
                 "avg_price": [p.avg_price for p in states],
                 "realized_pnl": [p.realized_pnl for p in states],
-                "fees": [p.fees for p in states], "updated_at": [sql_datetime(now)] * len(states)})
+                "fees": [p.fees for p in states], "updated_at": [stamp] * len(states)})
             deltas = balance_deltas(fills["symbol_id"], signed_qty, fills["avg_price"],
                                     fills["fee"], self._assets)
         if booking.network_fee:
@@ -246,7 +246,7 @@ class LedgerStore:
         assets = sorted(balances)
         self._sql.executemany(conn, self._sql.insert_balance, {
             "asset": assets, "amount": [balances[a] for a in assets],
-            "ts": [sql_datetime(now)] * len(assets), "reason": [reason] * len(assets)})
+            "ts": [stamp] * len(assets), "reason": [reason] * len(assets)})
         return positions, balances
 
     def cursor(self, ring: str, instance_id: str) -> int | None:

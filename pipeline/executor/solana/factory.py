@@ -23,7 +23,7 @@ def make_solana_venue(runtime: Runtime) -> SolanaVenue:
         raise OperationalError(f"executor.solana.owner {account.owner} is not the public key "
                                f"of {account.keypair_path} ({keypair.pubkey()}): the ledger "
                                "would watch another wallet")
-    ring = Path(config.rings.shm_dir) / runtime.rings.reports.name
+    ring = Path(config.rings.shm_dir) / runtime.ports.specs.reports.name
     return SolanaVenue(
         solana, rpc_url=account.rpc_url, swap_url=account.swap_url,
         api_key=os.environ.get(solana.api_key_env, ""),
