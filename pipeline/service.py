@@ -42,7 +42,7 @@ from pipeline.runtime import Runtime
 from pipeline.sched import cpus_for, pin_process, request_slice
 from pipeline.startup import operator_problem
 from pipeline.stopping import drain_timeout_s
-from pipeline.wakeup import Waiter
+from pipeline.wakeup import Waitable, Waiter
 
 _CONTROL_POLL_S: Final = 0.005  # how often a busy loop answers control requests
 
@@ -75,8 +75,8 @@ class Service(abc.ABC):
         """Rings this process reads (for status, lag metrics and waking)."""
         return ()
 
-    def wake_readers(self) -> Sequence[ring.RingReader]:
-        """Rings whose new records should end an idle wait (default: all of readers())."""
+    def wake_readers(self) -> Sequence[Waitable]:
+        """What should end an idle wait when it has records (default: all of readers())."""
         return self.readers()
 
     def idle_timeout_s(self) -> float | None:

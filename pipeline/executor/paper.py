@@ -53,6 +53,8 @@ class PaperVenue(Venue):
     rejected with LIMIT_NOT_MARKETABLE, a MARKET order always fills.
     """
 
+    completes_on_ticks = True  # every order fills or is refused at its next tick
+
     def __init__(
         self, config: ExecutorConfig, clock_unix_ns: Callable[[], int] = time.time_ns
     ) -> None:

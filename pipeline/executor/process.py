@@ -34,6 +34,7 @@ from pipeline.runtime import Runtime
 from pipeline.service import Service
 from pipeline.stopping import UpstreamWait, upstream_wait_s
 from pipeline.trading_state import describe, names, reject_reason
+from pipeline.wakeup import Waitable
 
 _BATCH_MAX = 1024
 _LATENCY_WINDOW = 4096
@@ -69,7 +70,7 @@ class ExecutorService(Service):
         self._trading = open_reader(config, "executor", runtime.run_id, log=runtime.log,
                                     registry=runtime.registry)
         self._outbox = np.empty(0, dtype=REPORT_DTYPE)  # reports the ring could not take yet
-        self._submitted_upto = self._intents.cursor  # intents below this went to the venue
+        self._unsent = _UnsentIntents(self._intents)
         self._pending_seq: dict[int, int] = {}  # client_order_id -> intent sequence
         self._latency_ns = np.zeros(_LATENCY_WINDOW, dtype=np.int64)
         self._latency_count = 0
@@ -82,13 +83,14 @@ class ExecutorService(Service):
     def readers(self) -> list[RingReader]:
         return [self._intents, self._ticks]
 
-    def wake_readers(self) -> list[RingReader]:
-        # Waking on ticks (executor.wake_on_ticks) overlaps the executor's wake-up with the
-        # strategy's decision. Without it, pending paper orders still fill at the first
-        # tick after them (by sequence): the executor looks every few milliseconds.
-        if self._runtime.config.executor.wake_on_ticks:
-            return [self._intents, self._ticks]
-        return [self._intents]
+    def wake_readers(self) -> list[Waitable]:
+        # Waking on every tick (executor.wake_on_ticks) overlaps the executor's wake-up with
+        # the strategy's decision. Without it, ticks wake it only while they can complete
+        # one of its orders (paper: the first tick after it, by sequence).
+        if self._runtime.config.executor.wake_on_ticks or (
+                self._pending_seq and self._venue.completes_on_ticks):
+            return [self._unsent, self._ticks]
+        return [self._unsent]
 
     def idle_timeout_s(self) -> float | None:
         return _PENDING_POLL_S if self._pending_seq else None
@@ -99,7 +101,7 @@ class ExecutorService(Service):
         if not did_work and (self._ticks.closed or self._intents.closed):
             self._ticks.follow()
             if not self._pending_seq and self._intents.follow():
-                self._submitted_upto = self._intents.cursor
+                self._unsent.sent_upto = self._intents.cursor
         return did_work
 
     def _work(self) -> bool:
@@ -107,10 +109,14 @@ class ExecutorService(Service):
         # events, report flushing, paper fills against later ticks) can wait microseconds.
         did_work = not len(self._outbox) and self._take_intents()
         did_work |= self._flush_outbox()
+        # Ticks are read on every turn but are work only when they complete orders (or more
+        # are waiting): counting every tick kept the executor awake as long as ticks flowed,
+        # on the CPU it shares with the strategy.
         ticks = self._ticks.read(_BATCH_MAX)
         if len(ticks):
-            self._emit(self._venue.on_ticks(ticks))
-            did_work = True
+            completed = self._venue.on_ticks(ticks)
+            self._emit(completed)
+            did_work |= len(completed) > 0 or len(ticks) == _BATCH_MAX
         polled = self._venue.poll(not len(self._outbox))  # answers arriving on their own
         if len(polled):
             self._emit(polled)
@@ -118,13 +124,17 @@ class ExecutorService(Service):
         return did_work
 
     def _take_intents(self) -> bool:
+        if not self._unsent.available():  # sent ones stay in the ring: do not copy them again
+            self._advance_intents()
+            return False
         intents = self._intents.peek(_BATCH_MAX)
         base = self._intents.cursor
-        fresh = intents[self._submitted_upto - base :] if self._submitted_upto > base else intents
+        sent = self._unsent.sent_upto
+        fresh = intents[sent - base :] if sent > base else intents
         if len(fresh):
             first_seq = base + len(intents) - len(fresh)
             self._submit(fresh, first_seq)
-            self._submitted_upto = first_seq + len(fresh)
+            self._unsent.sent_upto = first_seq + len(fresh)
         self._advance_intents()
         return bool(len(fresh))
 
@@ -212,7 +222,7 @@ class ExecutorService(Service):
         """Consume intents whose final report has left the process (or is queued in order)."""
         if len(self._outbox):
             return
-        oldest_open = min(self._pending_seq.values(), default=self._submitted_upto)
+        oldest_open = min(self._pending_seq.values(), default=self._unsent.sent_upto)
         consumed = oldest_open - self._intents.cursor
         if consumed > 0:
             self._intents.advance(consumed)
@@ -296,3 +306,21 @@ class ExecutorService(Service):
         self._ticks.close()
         self._intents.close()
         self._reports.close()
+
+
+class _UnsentIntents:
+    """The intents ring as the idle wait sees it: only intents not yet given to the venue.
+
+    Sent intents stay unconsumed until their final report (a crash must not lose them), so
+    the ring's own count would end every wait at once while a paper order waits for its
+    next tick: the executor would busy-poll."""
+
+    def __init__(self, ring: RingReader) -> None:
+        self._ring = ring
+        self.sent_upto = ring.cursor  # intents below this sequence went to the venue
+
+    def available(self) -> int:
+        return self._ring.write_seq - self.sent_upto
+
+    def set_sleeping(self, sleeping: bool) -> None:
+        self._ring.set_sleeping(sleeping)

@@ -38,6 +38,10 @@ NO_REPORTS.flags.writeable = False  # shared by every "nothing to report" answer
 class Venue(abc.ABC):
     """Where orders go; the executor loop drives it with intents and ticks."""
 
+    # True when a tick can complete a pending order (``on_ticks`` reports): the executor
+    # then wakes on ticks while orders are pending, instead of sleeping until a timeout.
+    completes_on_ticks: bool = False
+
     @abc.abstractmethod
     def submit(self, intents: np.ndarray, send_ns: int) -> np.ndarray:
         """Accept INTENT_DTYPE orders sent at monotonic ``send_ns``.
