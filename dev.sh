@@ -16,20 +16,28 @@ setup() {
     fi
 }
 
-# The ops tests run the real prometheus, promtool and amtool (issue 7): install Debian's
-# packages when they are missing. Fast when present; as root only, never interactive.
+# The ops tests run the real prometheus, promtool and amtool (issue 7), and the ledger's
+# schema tests a throwaway PostgreSQL server (issue 16; its binaries live off PATH, in
+# /usr/lib/postgresql/<version>/bin): install Debian's packages when they are missing. Fast
+# when present; as root only, never interactive.
 system_tools() {
+    local packages=() bin pg_found=""
     command -v promtool >/dev/null && command -v amtool >/dev/null \
-        && command -v prometheus >/dev/null && return 0
+        && command -v prometheus >/dev/null || packages+=(prometheus prometheus-alertmanager)
+    for bin in /usr/lib/postgresql/*/bin; do
+        [[ -x $bin/initdb && -x $bin/pg_ctl && -x $bin/postgres ]] && pg_found=$bin
+    done
+    [[ -n $pg_found ]] || packages+=(postgresql)
+    [[ ${#packages[@]} -eq 0 ]] && return 0
     if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
-        echo "dev.sh: prometheus/promtool/amtool missing: install Debian's prometheus and" \
-             "prometheus-alertmanager packages (the ops tests skip without them)" >&2
+        echo "dev.sh: missing Debian packages: ${packages[*]}: install them (the ops tests" \
+             "skip without prometheus; the ledger schema tests fail without postgresql)" >&2
         return 0
     fi
-    echo "dev.sh: installing prometheus and prometheus-alertmanager (apt)" >&2
+    echo "dev.sh: installing ${packages[*]} (apt)" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null
+    apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 }
 
 cmd=${1:-}

@@ -15,6 +15,9 @@ if _TESTS_DIR not in sys.path:
 
 from testkit import scratch_shm_dir  # noqa: E402  (needs the path above)
 
+# The throwaway PostgreSQL server fixtures (postgres_server, postgres_url) for any test.
+pytest_plugins = ("pg_server",)
+
 
 @pytest.fixture
 def shm_dir() -> Iterator[Path]:

@@ -1,10 +1,11 @@
 """The ledger's tables as typed SQLAlchemy 2.x models.
 
 Identifiers: ``client_order_id`` and ``tick_seq`` are u64 in the records but SQLite integers
-are signed 64-bit. They are stored as the signed int64 with the same bit pattern
-(``np.uint64 -> np.int64`` view), so ids above 2**63-1 appear negative in SQL. The mapping is
-one-to-one, keeps the column an 8-byte integer (compact, fast unique index), and is undone
-with :func:`to_u64`. Sort order in SQL is therefore not u64 order; nothing relies on it.
+(and PostgreSQL's BIGINT, in a consolidated copy of this schema) are signed 64-bit. They
+are stored as the signed int64 with the same bit pattern (``np.uint64 -> np.int64`` view),
+so ids above 2**63-1 appear negative in SQL. The mapping is one-to-one, keeps the column an
+8-byte integer (compact, fast unique index), and is undone with :func:`to_u64`. Sort order
+in SQL is therefore not u64 order; nothing relies on it.
 
 Times: ``*_at`` and ``ts`` columns are naive UTC datetimes; ``*_ns`` columns are integers in
 the units and clocks documented in ``pipeline.records``. Money is float64 in asset units.
@@ -57,7 +58,8 @@ class Order(ModelBase):
 
     __tablename__ = "orders"
     # Open orders are few among millions: "is anything in flight?" reads this index only.
-    __table_args__ = (Index("ix_orders_open", "status", sqlite_where=text("status = 'new'")),
+    __table_args__ = (Index("ix_orders_open", "status", sqlite_where=text("status = 'new'"),
+                            postgresql_where=text("status = 'new'")),
                       *_backup("orders"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

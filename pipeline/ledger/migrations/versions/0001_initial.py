@@ -3,11 +3,21 @@
 Frozen DDL (what ``create_all`` produced for the models at the time): a migration must keep
 meaning the same thing after the models move on, so it never derives SQL from them.
 
+Two dialects: SQLite (the ledger's own file) runs the frozen SQL text below, unchanged since
+the revision was written, so databases already migrated never differ from new ones.
+PostgreSQL (a consolidated copy of the same schema) gets the same tables from SQLAlchemy
+types and the same protections as plpgsql triggers: one function, ``ledger_refuse``, raises
+the message each trigger passes it, with the SQLite trigger's name, condition and text.
+PostgreSQL also has TRUNCATE, which skips row triggers: history tables refuse it too.
+
 Revision ID: 0001
 Revises:
 Create Date: 2026-11-25
 """
 
+from typing import Any
+
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0001"
@@ -78,9 +88,103 @@ _TRIGGERS = (
 )
 
 
+_HISTORY = ("orders", "fills", "balances", "audit_log")
+
+# PostgreSQL: the SQLite triggers above, with ``IS DISTINCT FROM`` for SQLite's null-safe
+# ``IS NOT``. The function raises integrity_constraint_violation, as SQLite's RAISE(ABORT)
+# is a constraint failure: both reach SQLAlchemy as IntegrityError with the same message.
+_PG_REFUSE = """CREATE FUNCTION ledger_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION USING MESSAGE = TG_ARGV[0], ERRCODE = 'integrity_constraint_violation';
+END
+$$"""
+_PG_TRIGGERS = (
+    *(f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table} FOR EACH ROW "
+      f"EXECUTE FUNCTION ledger_refuse('{table} is history: DELETE is not allowed')"
+      for table in _HISTORY),
+    *(f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} FOR EACH STATEMENT "
+      f"EXECUTE FUNCTION ledger_refuse('{table} is history: TRUNCATE is not allowed')"
+      for table in _HISTORY),
+    "CREATE TRIGGER orders_forward_only BEFORE UPDATE ON orders FOR EACH ROW "
+    "WHEN (NEW.status_rank < OLD.status_rank "
+    "OR (NEW.status_rank = OLD.status_rank AND NEW.status IS DISTINCT FROM OLD.status) "
+    "OR NEW.client_order_id IS DISTINCT FROM OLD.client_order_id "
+    "OR NEW.symbol IS DISTINCT FROM OLD.symbol OR NEW.side IS DISTINCT FROM OLD.side "
+    "OR NEW.quantity IS DISTINCT FROM OLD.quantity "
+    "OR NEW.limit_price IS DISTINCT FROM OLD.limit_price) "
+    "EXECUTE FUNCTION ledger_refuse('orders change only by moving status_rank upwards')",
+    "CREATE TRIGGER fills_money_frozen BEFORE UPDATE ON fills FOR EACH ROW "
+    "WHEN (NEW.client_order_id IS DISTINCT FROM OLD.client_order_id "
+    "OR NEW.symbol IS DISTINCT FROM OLD.symbol OR NEW.side IS DISTINCT FROM OLD.side "
+    "OR NEW.quantity IS DISTINCT FROM OLD.quantity OR NEW.price IS DISTINCT FROM OLD.price "
+    "OR NEW.fee IS DISTINCT FROM OLD.fee) "
+    "EXECUTE FUNCTION ledger_refuse('fills are booked money: UPDATE is not allowed')",
+    "CREATE TRIGGER balances_money_frozen BEFORE UPDATE ON balances FOR EACH ROW "
+    "WHEN (NEW.asset IS DISTINCT FROM OLD.asset OR NEW.amount IS DISTINCT FROM OLD.amount) "
+    "EXECUTE FUNCTION ledger_refuse('balances are append-only: UPDATE is not allowed')",
+    "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log FOR EACH ROW "
+    "EXECUTE FUNCTION ledger_refuse('audit_log is history: UPDATE is not allowed')",
+)
+
+
 def upgrade() -> None:
-    for ddl in (*_TABLES, *_TRIGGERS):
-        op.execute(ddl)
+    dialect = op.get_bind().dialect.name
+    if dialect == "sqlite":
+        for ddl in (*_TABLES, *_TRIGGERS):
+            op.execute(ddl)
+    elif dialect == "postgresql":
+        _create_tables_portable()
+        for ddl in (_PG_REFUSE, *_PG_TRIGGERS):
+            op.execute(ddl)
+    else:
+        raise NotImplementedError(f"ledger migrations run on sqlite and postgresql, not {dialect}")
+
+
+def _required(name: str, type_: sa.types.TypeEngine[Any]) -> sa.Column[Any]:
+    """A NOT NULL column (every column of these tables but ``reject_reason``)."""
+    return sa.Column(name, type_, nullable=False)
+
+
+def _create_tables_portable() -> None:
+    """The tables of ``_TABLES`` in SQLAlchemy types, for PostgreSQL."""
+    big, flt, when, req = sa.BigInteger(), sa.Float(), sa.DateTime(), _required
+    op.create_table(
+        "orders", sa.Column("id", sa.Integer(), primary_key=True),
+        req("client_order_id", big), req("symbol", sa.String(32)), req("side", sa.String(4)),
+        req("quantity", flt), req("limit_price", flt), req("status", sa.String(16)),
+        req("status_rank", sa.Integer()), req("filled_qty", flt), req("avg_price", flt),
+        req("fee", flt), sa.Column("reject_reason", sa.String(32)),
+        req("tick_seq", big), req("tick_ingest_ns", big), req("decision_ns", big),
+        req("send_ns", big), req("tick_to_order_ns", big), req("venue_ref", sa.String(88)),
+        req("created_at", when), req("updated_at", when),
+        sa.UniqueConstraint("client_order_id"))
+    op.create_table(
+        "positions", sa.Column("symbol", sa.String(32), primary_key=True),
+        req("quantity", flt), req("avg_price", flt), req("realized_pnl", flt),
+        req("fees", flt), req("updated_at", when))
+    op.create_table(
+        "balances", sa.Column("id", sa.Integer(), primary_key=True),
+        req("asset", sa.String(16)), req("amount", flt), req("ts", when),
+        req("reason", sa.String(64)))
+    op.create_index("ix_balances_asset", "balances", ["asset"])
+    op.create_table(
+        "config", sa.Column("key", sa.String(64), primary_key=True),
+        req("value", sa.Text()), req("updated_at", when))
+    op.create_table(
+        "audit_log", sa.Column("id", sa.Integer(), primary_key=True), req("ts", when),
+        req("actor", sa.String(64)), req("action", sa.String(64)), req("detail", sa.Text()))
+    op.create_table(
+        "ring_cursors", sa.Column("ring", sa.String(64), primary_key=True),
+        req("instance_id", sa.String(36)), req("cursor", big))
+    op.create_table(
+        "meta", sa.Column("key", sa.String(64), primary_key=True), req("value", sa.Text()))
+    op.create_table(
+        "fills", sa.Column("id", sa.Integer(), primary_key=True),
+        req("client_order_id", big), req("symbol", sa.String(32)), req("side", sa.String(4)),
+        req("quantity", flt), req("price", flt), req("fee", flt),
+        req("venue_ref", sa.String(88)), req("venue_ts_ns", big), req("created_at", when),
+        sa.UniqueConstraint("client_order_id"),
+        sa.ForeignKeyConstraint(["client_order_id"], ["orders.client_order_id"]))
 
 
 def downgrade() -> None:

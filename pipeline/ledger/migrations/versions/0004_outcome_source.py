@@ -24,16 +24,30 @@ depends_on = None
 
 
 def upgrade() -> None:
-    inspector = sa.inspect(op.get_bind())
+    bind = op.get_bind()
+    if bind.dialect.name not in {"sqlite", "postgresql"}:
+        raise NotImplementedError("ledger migrations run on sqlite and postgresql, not "
+                                  f"{bind.dialect.name}")
+    # SQLite runs the frozen SQL text; PostgreSQL the same columns from SQLAlchemy types.
+    sqlite = bind.dialect.name == "sqlite"
+    inspector = sa.inspect(bind)
     columns = {c["name"] for c in inspector.get_columns("orders")}
     if "outcome_source" not in columns:  # a database made by create_all may have it
-        op.execute("ALTER TABLE orders ADD COLUMN outcome_source VARCHAR(16)")
+        if sqlite:
+            op.execute("ALTER TABLE orders ADD COLUMN outcome_source VARCHAR(16)")
+        else:
+            op.add_column("orders", sa.Column("outcome_source", sa.String(16)))
     signed = {c["name"] for c in inspector.get_columns("order_signatures")}
     for column in ("wallet_slot", "wallet_lamports", "wallet_base", "wallet_quote",
                    "message_fee"):
-        if column not in signed:
+        if column in signed:
+            continue
+        if sqlite:
             op.execute(f"ALTER TABLE order_signatures ADD COLUMN {column} BIGINT "
                        "NOT NULL DEFAULT 0")
+        else:
+            op.add_column("order_signatures", sa.Column(
+                column, sa.BigInteger(), nullable=False, server_default=sa.text("0")))
 
 
 def downgrade() -> None:
