@@ -7,8 +7,9 @@ really call, and at a start only in the process that calls them (:data:`OWNERS`:
 probes the feed's, the executor the venue's). At a process start a failure is logged and sets
 ``pipeline_bootstrap_failed`` (which pages); it stops the process (exit 2) only where that
 process owns what failed (:data:`BLOCKING_AT_START`: the ledger its database's pages, ingest
-its replay file). Otherwise the process's own start-up refuses what is unsafe (a database
-of another environment, a ring of another layout).
+its replay file, every process the shard of its market, which must be this host's).
+Otherwise the process's own start-up refuses what is unsafe (a database of another
+environment, a ring of another layout).
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from prometheus_client import CollectorRegistry
 
 from pipeline import ring
 from pipeline.clock import measure
+from pipeline.cluster.shards import configured_market, configured_shard, market_name
 from pipeline.config import PipelineConfig
-from pipeline.errors import OperationalError
+from pipeline.errors import ConfigError, OperationalError
 from pipeline.ledger.schema import SCHEMA_VERSION
 from pipeline.metrics import BootstrapMetrics
 from pipeline.topology import RingSpecs
@@ -76,6 +78,18 @@ def check_config(config: PipelineConfig) -> CheckResult:
     # Loading already validated every key; report what was loaded so a wrong file shows.
     return CheckResult("config", PASS, f"{config.source}: env {config.env}, "
                                        f"venue {config.executor.venue}")
+
+
+def check_shard(config: PipelineConfig) -> CheckResult:
+    """The configured market must be in a shard this host runs (see :mod:`pipeline.cluster`):
+    a host that started another host's market would trade it twice, with two books."""
+    try:
+        shard = configured_shard(config)
+    except ConfigError as exc:
+        return CheckResult("shard", FAIL, str(exc))
+    market = market_name(config, configured_market(config))
+    return CheckResult("shard", PASS, f"market {market}: shard {shard.id} on this host "
+                                      f"{shard.host!r}")
 
 
 def check_data_dir(config: PipelineConfig) -> CheckResult:
@@ -353,15 +367,18 @@ def check_solana(config: PipelineConfig) -> list[CheckResult]:
 
 Check = Callable[[PipelineConfig], CheckResult | list[CheckResult]]
 CHECKS: Final[tuple[Check, ...]] = (
-    check_config, check_data_dir, check_database, check_database_pages, check_replay,
+    check_config, check_shard, check_data_dir, check_database, check_database_pages, check_replay,
     check_rings, check_key_files, check_clock, check_feed_endpoints, check_venue_endpoints,
     check_backup_endpoint, check_solana,
 )
 # At a process start, the checks whose failure stops that process (exit 2): it owns what
-# they look at, and would otherwise crash on it or, worse, write on top of it.
+# they look at, and would otherwise crash on it or, worse, write on top of it. Every
+# process runs for the configured market's shard: none starts on a host that does not own it.
 BLOCKING_AT_START: Final[dict[str, tuple[str, ...]]] = {
-    "ledger": ("database_pages",),
-    "ingest": ("replay",),
+    "ledger": ("shard", "database_pages"),
+    "ingest": ("shard", "replay"),
+    "strategy": ("shard",),
+    "executor": ("shard",),
 }
 # Checks that read a lot or call out: at a start, only the process that owns what they look
 # at runs them, so one bad URL is one failed check in one process (``pipeline check`` runs

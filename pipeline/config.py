@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from pipeline.clock import ClockConfig
+from pipeline.cluster.config import ClusterConfig
 from pipeline.configtools import build, require
 from pipeline.control_config import ControlConfig
 from pipeline.errors import ConfigError
@@ -206,6 +207,7 @@ class PipelineConfig:
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
     localnet: LocalnetConfig = field(default_factory=LocalnetConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)  # shards; none: one host
     source: str = "<defaults>"  # where it was loaded from, for status and logs
 
     def __post_init__(self) -> None:
@@ -214,6 +216,7 @@ class PipelineConfig:
         require(len(ids) == len(set(ids)), "symbols", ids, "symbol ids must be unique")
         require(self.ingest.symbol_id in ids, "ingest.symbol_id", self.ingest.symbol_id,
                 "not a configured symbol")
+        self.cluster.check_symbols({s.name: s.id for s in self.symbols})
         if self.env in ("devnet", "mainnet"):
             require(self.executor.venue != "paper", "executor.venue", self.executor.venue,
                     f"{self.env} must not trade on the paper venue")

@@ -48,6 +48,7 @@ from pipeline.bench.zmq_stages import (
     result,
     subscribe,
 )
+from pipeline.cluster.shards import configured_shard
 from pipeline.config import PipelineConfig
 from pipeline.executor.paper import PaperVenue
 from pipeline.ids import ClientOrderIds
@@ -118,7 +119,7 @@ def _strategy(conn: Connection, config: PipelineConfig, addresses: dict[str, str
     intents.connect(addresses["intents"])
     strategy = load_strategy(config.strategy)
     risk = RiskEngine(config.risk)
-    ids = ClientOrderIds()
+    ids = ClientOrderIds(configured_shard(config).id)
 
     def send(decided: np.ndarray) -> None:  # the strategy process's _check_and_send, _send
         accepted, _ = risk.check(decided, time.monotonic_ns())

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.cluster.shards import configured_shard
 from pipeline.config import PipelineConfig
 from pipeline.control import BadArgsError, Handler
 from pipeline.ids import ClientOrderIds
@@ -76,7 +77,7 @@ class StrategyService(Service):
         self._ticks = runtime.ports.reader("ticks")
         self._intents = runtime.ports.writer("intents")
         self._reports = runtime.ports.reader("reports", resume=self._resume_reports)
-        self._ids = ClientOrderIds()
+        self._ids = ClientOrderIds(configured_shard(config).id)
         self._metrics = StrategyMetrics(runtime.registry)
         self._trading = open_reader(config, "strategy", runtime.run_id, log=runtime.log,
                                     registry=runtime.registry)
