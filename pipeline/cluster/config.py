@@ -53,6 +53,8 @@ class ShardConfig:
 
 @dataclass(frozen=True)
 class ClusterConfig:
+    """The shards, the hosts they run on, and which host this is."""
+
     host: str = LOCAL_HOST  # this host's name
     hosts: tuple[str, ...] = ()  # every host of the cluster; empty: a single host
     shards: tuple[ShardConfig, ...] = ()
