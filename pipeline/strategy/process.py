@@ -28,6 +28,7 @@ import numpy as np
 from pipeline.cluster.shards import configured_shard
 from pipeline.config import PipelineConfig
 from pipeline.control import BadArgsError, Handler
+from pipeline.errors import ConfigError
 from pipeline.ids import ClientOrderIds
 from pipeline.killflag import open_reader
 from pipeline.ledger.snapshot import read_positions
@@ -77,7 +78,8 @@ class StrategyService(Service):
         self._ticks = runtime.ports.reader("ticks")
         self._intents = runtime.ports.writer("intents")
         self._reports = runtime.ports.reader("reports", resume=self._resume_reports)
-        self._ids = ClientOrderIds(configured_shard(config).id)
+        self._shard_id = configured_shard(config).id
+        self._ids = ClientOrderIds(self._shard_id)
         self._metrics = StrategyMetrics(runtime.registry)
         self._trading = open_reader(config, "strategy", runtime.run_id, log=runtime.log,
                                     registry=runtime.registry)
@@ -234,7 +236,13 @@ class StrategyService(Service):
     def reload(self, config: PipelineConfig) -> None:
         """New risk limits keep positions and the rate bucket; new strategy parameters build
         a fresh strategy (it warms up again). Built before anything is swapped, so a bad
-        parameter refuses the whole reload."""
+        parameter refuses the whole reload. A market of another shard is refused: the order
+        ids carry the shard, so moving shards takes a restart (and the owner's start check)."""
+        shard = configured_shard(config).id  # refuses a market this host does not run
+        if shard != self._shard_id:
+            raise ConfigError("strategy.symbol_id", config.strategy.symbol_id,
+                              f"moves trading to shard {shard} (this process orders for "
+                              f"shard {self._shard_id}): restart to change shards")
         strategy = (load_strategy(config.strategy)
                     if config.strategy != self._runtime.config.strategy else None)
         self._risk.reconfigure(config.risk)
