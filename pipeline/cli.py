@@ -39,6 +39,8 @@ TOOLS: Final[dict[str, tuple[str, str]]] = {
     "bench": ("pipeline.bench.cli", "benchmarks: rings vs alternatives, latency, throughput"),
     "backtest": ("pipeline.backtest.tool", "strategy and risk code over candle or trade files"),
     "localnet": ("pipeline.localnet.tool", "offline Solana venue: LiteSVM RPC + market maker"),
+    "consolidate": ("pipeline.cluster.tool",
+                    "ship this host's ledger into the consolidated PostgreSQL, exactly once"),
 }
 
 

@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CURVE client secret key file (default control.client_secret_key)")
     parser.add_argument("--timeout", type=positive_float(_MAX_TIMEOUT_S),
                         help="seconds to wait per try (default control.request_timeout_s)")
+    parser.add_argument("--cluster", action="store_true",
+                        help="orders: all hosts, from the consolidated PostgreSQL")
     sub = parser.add_subparsers(dest="admin_command", required=True)
     status = sub.add_parser("status", help="one table of all four processes")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -71,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for table in ("orders", "fills"):
         rows = sub.add_parser(table, help=f"recent {table}, read-only from the database")
         rows.add_argument("--limit", type=positive_int(_MAX_ROWS), default=20)
+    sub.choices["orders"].add_argument(
+        "--postgres", help="with --cluster: postgresql://user:password@host:port/db "
+        "(default: $PIPELINE_CLUSTER_POSTGRES_URL)")
     keygen = sub.add_parser("keygen", help="make a CurveZMQ key pair (<name>.key, .key_secret)")
     keygen.add_argument("--dir", type=Path, required=True)
     keygen.add_argument("--name", required=True, help="a file name, without a directory")
@@ -82,6 +87,14 @@ def run(args: argparse.Namespace, config: PipelineConfig) -> int:
     if unknown:
         raise BadInputError(f"unknown process {', '.join(sorted(unknown))}; "
                             f"one of {', '.join(PROCESSES)}")
+    if args.cluster:
+        if command != "orders":
+            raise BadInputError(f"--cluster works with orders, not {command}")
+        from pipeline.admin.cluster_orders import cluster_orders
+        from pipeline.admin.readonly import format_table
+        from pipeline.cluster.pgurl import postgres_url
+        print(format_table(*cluster_orders(postgres_url(args.postgres), args.limit)))
+        return 0
     if command == "keygen":
         from pipeline.endpoints import generate_keypair
         public, secret = generate_keypair(args.dir, _key_name(args.name))

@@ -1,0 +1,124 @@
+"""``pipeline consolidate``: ship one host's ledger into the consolidated PostgreSQL.
+
+``--once`` makes one pass and exits (cron, tests); ``--interval-s S`` passes every S
+seconds until SIGTERM/SIGINT, which end the loop between passes. A PostgreSQL that goes
+away while running is waited for with capped exponential back-off (nothing is lost: the
+cursor of the last batch committed with it); anything unexpected stops the process with
+EXIT_CRASH and a log line, for its supervisor to restart it. A bad host name, a missing
+ledger file or a PostgreSQL unreachable at start exit EXIT_OPERATIONAL: restarting would
+not help. The URL's password never reaches a log line or the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any, Final
+
+from pipeline.argtypes import positive_float, positive_int
+
+_MAX_BACKOFF_S: Final = 10.0
+_MAX_INTERVAL_S: Final = 86400.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", required=True,
+                        help="this host's name in the cluster (its PostgreSQL schema)")
+    parser.add_argument("--database", type=Path, required=True,
+                        help="the host's ledger SQLite file (read-only)")
+    parser.add_argument("--postgres", help="postgresql://user:password@host:port/db "
+                        "(default: $PIPELINE_CLUSTER_POSTGRES_URL, which keeps it out of ps)")
+    parser.add_argument("--batch-rows", type=positive_int(1_000_000), default=5000,
+                        help="rows per PostgreSQL transaction (default 5000)")
+    when = parser.add_mutually_exclusive_group(required=True)
+    when.add_argument("--once", action="store_true", help="one pass, then exit")
+    when.add_argument("--interval-s", type=positive_float(_MAX_INTERVAL_S),
+                      help="a pass every this many seconds until stopped")
+
+
+def run(args: argparse.Namespace, config: Any) -> int:
+    from psycopg import OperationalError as PgConnectionError
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import DBAPIError
+
+    from pipeline.cluster.consolidator import Consolidator
+    from pipeline.cluster.pgurl import postgres_url, redacted, scrub
+    from pipeline.errors import EXIT_CRASH, EXIT_OK, EXIT_OPERATIONAL, OperationalError
+    from pipeline.logs import setup_logging
+
+    log = setup_logging("consolidate", config.env, None, level=config.log.level)
+    stop = threading.Event()
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stop)
+    try:
+        url = postgres_url(args.postgres)
+    except OperationalError as exc:
+        return _refuse(log, str(exc), EXIT_OPERATIONAL)
+    target = redacted(url)
+    engine = create_engine(url, pool_pre_ping=True)
+
+    def lost_postgres(exc: BaseException) -> bool:
+        return isinstance(exc, DBAPIError) and isinstance(exc.orig, PgConnectionError)
+
+    consolidator: Consolidator | None = None
+    try:
+        consolidator = Consolidator(args.host, args.database, engine,
+                                    batch_rows=args.batch_rows)
+        new = consolidator.start()
+    except OperationalError as exc:
+        return _refuse(log, scrub(str(exc), url), EXIT_OPERATIONAL)
+    except DBAPIError as exc:  # at start: the operator's URL, file or server to fix
+        where = f"PostgreSQL at {target}" if lost_postgres(exc) else str(args.database)
+        return _refuse(log, f"cannot read or reach {where}: {scrub(str(exc.orig), url)}",
+                       EXIT_OPERATIONAL)
+    log.info("consolidating host %s from %s into %s", args.host, args.database, target,
+             extra={"event": "consolidate.started", "host": args.host, "new_host": new})
+    backoff_s = 0.5
+    try:
+        while True:
+            started_s = time.perf_counter()
+            try:
+                counts = consolidator.ship_once()
+            except DBAPIError as exc:
+                if args.once or not lost_postgres(exc):
+                    raise
+                log.warning("PostgreSQL at %s unreachable, retrying in %.1f s: %s", target,
+                            backoff_s, scrub(str(exc.orig), url),
+                            extra={"event": "consolidate.postgres_lost"})
+                if stop.wait(backoff_s):
+                    return EXIT_OK
+                backoff_s = min(backoff_s * 2, _MAX_BACKOFF_S)
+                continue
+            backoff_s = 0.5
+            rows = sum(counts.values())
+            if rows:
+                seconds = time.perf_counter() - started_s
+                log.info("shipped %d rows in %.3f s", rows, seconds, extra={
+                    "event": "consolidate.shipped", "host": args.host, "rows": rows,
+                    "tables": {t: n for t, n in counts.items() if n},
+                    "rows_per_s": round(rows / max(seconds, 1e-9))})
+            if args.once or stop.wait(args.interval_s):
+                return EXIT_OK
+    except (OperationalError, DBAPIError) as exc:
+        # Fail fast: a refused row or a replaced file must not be shipped around.
+        problem = scrub(str(getattr(exc, "orig", None) or exc), url)
+        return _refuse(log, f"host {args.host}: {problem}", EXIT_CRASH)
+    finally:
+        consolidator.close()
+        engine.dispose()
+
+
+def _refuse(log: logging.Logger, problem: str, code: int) -> int:
+    log.error("cannot consolidate: %s", problem, extra={"event": "consolidate.failed"})
+    print(f"pipeline consolidate: {problem}", file=sys.stderr)
+    return code
