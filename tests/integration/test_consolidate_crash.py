@@ -171,5 +171,9 @@ def test_sigkills_and_a_postgres_restart_lose_and_double_nothing(
     assert counts == host[0]
     assert statuses == host[1]
     assert set(statuses.values()) == {"filled", "cancelled"}
+    with engine.connect() as conn:  # the views, keyed (host, id), hold each row once too
+        for view in ("orders", "fills", "balances"):
+            assert conn.scalar(text(f"SELECT count(*) - count(DISTINCT (host, id)) "
+                                    f"FROM cluster.{view}")) == 0
     engine.dispose()
     assert own_postgres.password.encode() not in log.read_bytes()
