@@ -19,9 +19,16 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from pipeline.argtypes import positive_float, positive_int
+from pipeline.errors import EXIT_CRASH, EXIT_OK, EXIT_OPERATIONAL, OperationalError
+
+if TYPE_CHECKING:  # heavy imports stay inside run(): the CLI starts fast
+    from sqlalchemy import Engine
+    from sqlalchemy.engine import URL
+
+    from pipeline.cluster.consolidator import Consolidator
 
 _MAX_BACKOFF_S: Final = 10.0
 _MAX_INTERVAL_S: Final = 86400.0
@@ -43,13 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: Any) -> int:
-    from psycopg import OperationalError as PgConnectionError
     from sqlalchemy import create_engine
-    from sqlalchemy.exc import DBAPIError
 
-    from pipeline.cluster.consolidator import Consolidator
-    from pipeline.cluster.pgurl import postgres_url, redacted, scrub
-    from pipeline.errors import EXIT_CRASH, EXIT_OK, EXIT_OPERATIONAL, OperationalError
+    from pipeline.cluster.pgurl import postgres_url
     from pipeline.logs import setup_logging
 
     log = setup_logging("consolidate", config.env, None, level=config.log.level)
@@ -64,58 +67,89 @@ def run(args: argparse.Namespace, config: Any) -> int:
         url = postgres_url(args.postgres)
     except OperationalError as exc:
         return _refuse(log, str(exc), EXIT_OPERATIONAL)
-    target = redacted(url)
     engine = create_engine(url, pool_pre_ping=True)
+    try:
+        return _consolidate(args, url, engine, stop, log)
+    finally:
+        engine.dispose()
 
-    def lost_postgres(exc: BaseException) -> bool:
-        return isinstance(exc, DBAPIError) and isinstance(exc.orig, PgConnectionError)
 
-    consolidator: Consolidator | None = None
+def _consolidate(args: argparse.Namespace, url: URL, engine: Engine, stop: threading.Event,
+                 log: logging.Logger) -> int:
+    """Start-up checks, then the passes; the exit code."""
+    from sqlalchemy.exc import DBAPIError
+
+    from pipeline.cluster.consolidator import Consolidator
+    from pipeline.cluster.pgurl import redacted, scrub
+
     try:
         consolidator = Consolidator(args.host, args.database, engine,
                                     batch_rows=args.batch_rows)
-        new = consolidator.start()
     except OperationalError as exc:
+        return _refuse(log, str(exc), EXIT_OPERATIONAL)
+    try:
+        new = consolidator.start()
+        log.info("consolidating host %s from %s into %s", args.host, args.database,
+                 redacted(url), extra={"event": "consolidate.started", "host": args.host,
+                                       "new_host": new})
+    except OperationalError as exc:
+        consolidator.close()
         return _refuse(log, scrub(str(exc), url), EXIT_OPERATIONAL)
     except DBAPIError as exc:  # at start: the operator's URL, file or server to fix
-        where = f"PostgreSQL at {target}" if lost_postgres(exc) else str(args.database)
+        consolidator.close()
+        where = f"PostgreSQL at {redacted(url)}" if _lost_postgres(exc) else str(args.database)
         return _refuse(log, f"cannot read or reach {where}: {scrub(str(exc.orig), url)}",
                        EXIT_OPERATIONAL)
-    log.info("consolidating host %s from %s into %s", args.host, args.database, target,
-             extra={"event": "consolidate.started", "host": args.host, "new_host": new})
-    backoff_s = 0.5
     try:
-        while True:
-            started_s = time.perf_counter()
-            try:
-                counts = consolidator.ship_once()
-            except DBAPIError as exc:
-                if args.once or not lost_postgres(exc):
-                    raise
-                log.warning("PostgreSQL at %s unreachable, retrying in %.1f s: %s", target,
-                            backoff_s, scrub(str(exc.orig), url),
-                            extra={"event": "consolidate.postgres_lost"})
-                if stop.wait(backoff_s):
-                    return EXIT_OK
-                backoff_s = min(backoff_s * 2, _MAX_BACKOFF_S)
-                continue
-            backoff_s = 0.5
-            rows = sum(counts.values())
-            if rows:
-                seconds = time.perf_counter() - started_s
-                log.info("shipped %d rows in %.3f s", rows, seconds, extra={
-                    "event": "consolidate.shipped", "host": args.host, "rows": rows,
-                    "tables": {t: n for t, n in counts.items() if n},
-                    "rows_per_s": round(rows / max(seconds, 1e-9))})
-            if args.once or stop.wait(args.interval_s):
-                return EXIT_OK
+        return _passes(consolidator, args, url, stop, log)
     except (OperationalError, DBAPIError) as exc:
         # Fail fast: a refused row or a replaced file must not be shipped around.
         problem = scrub(str(getattr(exc, "orig", None) or exc), url)
         return _refuse(log, f"host {args.host}: {problem}", EXIT_CRASH)
     finally:
         consolidator.close()
-        engine.dispose()
+
+
+def _passes(consolidator: Consolidator, args: argparse.Namespace, url: URL,
+            stop: threading.Event, log: logging.Logger) -> int:
+    """Pass after pass until stopped (or once); waits out a PostgreSQL that went away."""
+    from sqlalchemy.exc import DBAPIError
+
+    from pipeline.cluster.pgurl import redacted, scrub
+
+    backoff_s = 0.5
+    while True:
+        started_s = time.perf_counter()
+        try:
+            counts = consolidator.ship_once()
+        except DBAPIError as exc:
+            if args.once or not _lost_postgres(exc):
+                raise
+            log.warning("PostgreSQL at %s unreachable, retrying in %.1f s: %s", redacted(url),
+                        backoff_s, scrub(str(exc.orig), url),
+                        extra={"event": "consolidate.postgres_lost"})
+            if stop.wait(backoff_s):
+                return EXIT_OK
+            backoff_s = min(backoff_s * 2, _MAX_BACKOFF_S)
+            continue
+        backoff_s = 0.5
+        rows = sum(counts.values())
+        if rows:
+            seconds = time.perf_counter() - started_s
+            log.info("shipped %d rows in %.3f s", rows, seconds, extra={
+                "event": "consolidate.shipped", "host": args.host, "rows": rows,
+                "tables": {t: n for t, n in counts.items() if n},
+                "rows_per_s": round(rows / max(seconds, 1e-9))})
+        if args.once or stop.wait(args.interval_s):
+            return EXIT_OK
+
+
+def _lost_postgres(exc: BaseException) -> bool:
+    """Is ``exc`` PostgreSQL's connection failing (down, restarting), not a refused row?"""
+    from psycopg import OperationalError as PgConnectionError
+    from sqlalchemy.exc import DBAPIError
+
+    return isinstance(exc, DBAPIError) and isinstance(exc.orig, PgConnectionError)
 
 
 def _refuse(log: logging.Logger, problem: str, code: int) -> int:
