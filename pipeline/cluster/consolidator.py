@@ -90,8 +90,7 @@ class Consolidator:
         with self._lite.connect() as lite, lite.begin():
             revision = current_revision(lite)
             environment = lite.scalar(select(Meta.value).where(Meta.key == "environment"))
-            top = {t: int(lite.scalar(select(func.coalesce(func.max(self._tables[t].c.id), 0)))
-                          or 0) for t in self._history()}
+            top = self._tops(lite)
         if environment is None:
             raise OperationalError(f"{self._database}: not an initialised ledger database")
         if revision != head_revision():
@@ -118,6 +117,11 @@ class Consolidator:
                 counts[table] = self._ship_history(lite, table)
             counts.update(self._replace_state(lite))
         return counts
+
+    def _tops(self, lite: Connection) -> dict[str, int]:
+        """The highest id of each history table in ``lite``'s snapshot."""
+        return {t: int(lite.scalar(select(func.coalesce(func.max(self._tables[t].c.id), 0)))
+                       or 0) for t in self._history()}
 
     def _history(self) -> tuple[str, ...]:
         """Tables shipped by id cursor, orders first (the others reference them)."""
@@ -213,8 +217,13 @@ class Consolidator:
     def _replace_state(self, lite: Connection) -> dict[str, int]:
         """State tables replaced where they differ, nonces added: one transaction."""
         counts: dict[str, int] = {}
+        tops = self._tops(lite)
         with self._pg.begin() as pg:
             lock_host(pg, self.host)
+            if any(self._cursor(pg, t) > top for t, top in tops.items()):
+                # Another shipper of this host (started by mistake) is past this snapshot:
+                # its state is newer, and positions must never step back.
+                return {}
             for name, kind in self._kinds.items():
                 if kind == "whole":
                     counts[name] = self._replace(lite, pg, self._tables[name])

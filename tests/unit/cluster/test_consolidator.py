@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,3 +147,25 @@ def test_a_replaced_ledger_and_another_environment_are_refused(tmp_path: Path,
         ship("h1", tmp_path / "fresh.db", pg)
     with pytest.raises(OperationalError, match="no ledger database"):
         Consolidator("h2", tmp_path / "missing.db", pg)
+
+
+def test_an_older_snapshot_never_steps_positions_back(tmp_path: Path, pg: Engine) -> None:
+    """A second shipper of the same host that reads an older commit ships nothing."""
+    store = new_ledger(tmp_path / "a.db")
+    _trade(store, 1, 10, side=1, price=100.0)
+    src, dst = sqlite3.connect(tmp_path / "a.db"), sqlite3.connect(tmp_path / "old.db")
+    src.backup(dst)
+    dst.close()
+    src.close()
+    _trade(store, 11, 5, side=-1, price=120.0)
+    ship("h1", tmp_path / "a.db", pg)
+    stale = Consolidator("h1", tmp_path / "old.db", pg)  # start() would refuse it
+    try:
+        assert not any(stale.ship_once().values())
+    finally:
+        stale.close()
+    with pg.connect() as conn:
+        quantity, realized = conn.execute(text("SELECT quantity, realized_pnl FROM "
+                                               "h1.positions")).one()
+    position = store.positions()["SOL/USDT"]
+    assert (quantity, realized) == (position.quantity, position.realized_pnl) == (5.0, 100.0)
