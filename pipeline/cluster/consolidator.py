@@ -85,12 +85,11 @@ class Consolidator:
         """Check the host ledger and make its PostgreSQL schema; True if the host is new.
 
         Refuses a ledger of another schema revision (its columns differ from the copy) and
-        one with fewer rows than were already shipped from it (a replaced or restored file:
-        shipping it would silently skip its rows)."""
+        one that is not the ledger shipped so far: a replaced or restored file, whose rows
+        at the shipped ids are missing or other rows (shipping on would skip or mix)."""
         with self._lite.connect() as lite, lite.begin():
             revision = current_revision(lite)
             environment = lite.scalar(select(Meta.value).where(Meta.key == "environment"))
-            top = self._tops(lite)
         if environment is None:
             raise OperationalError(f"{self._database}: not an initialised ledger database")
         if revision != head_revision():
@@ -99,14 +98,28 @@ class Consolidator:
                 f"{head_revision()!r}: run the same version on the host and here")
         with self._pg.begin() as pg:
             new = ensure_host(pg, self.host, environment)
-            for table, top_id in top.items():
-                shipped = self._cursor(pg, table)
-                if top_id < shipped:
+            shipped = {t: self._last_shipped(pg, t) for t in self._history()}
+        with self._lite.connect() as lite, lite.begin():
+            for table, (last_id, row) in shipped.items():
+                if row is not None and self._last_shipped(lite, table, last_id)[1] != row:
                     raise OperationalError(
-                        f"{self._database}: {table} ends at id {top_id} but id {shipped} was "
-                        f"already shipped as host {self.host!r}: the file was replaced or "
-                        "restored; consolidate it under a new host name")
+                        f"{self._database}: {table} id {last_id} is not the row shipped as "
+                        f"host {self.host!r} (the file was replaced or restored): "
+                        "consolidate it under a new host name")
         return new
+
+    def _last_shipped(self, conn: Connection, name: str,
+                      last_id: int | None = None) -> tuple[int, tuple[Any, ...] | None]:
+        """(id, identity) of the last row shipped of ``name``: the cursor's row on ``conn``
+        (PostgreSQL) or row ``last_id`` (the host). Orders are identified by what never
+        changes; history rows never change at all."""
+        if last_id is None:
+            last_id = self._cursor(conn, name)
+        table = self._tables[name]
+        columns = ([table.c.client_order_id, table.c.created_at] if name == "orders"
+                   else list(table.columns))
+        row = conn.execute(select(*columns).where(table.c.id == last_id)).first()
+        return last_id, None if row is None else tuple(row)
 
     def ship_once(self) -> dict[str, int]:
         """One pass: every table up to one commit of the ledger; rows written per table."""

@@ -18,7 +18,8 @@ from pipeline.cluster.consolidator import Consolidator
 from pipeline.cluster.pgschema import validate_host
 from pipeline.errors import OperationalError
 from pipeline.ledger.backup.capture import COUNTED
-from pipeline.ledger.db import make_engine
+from pipeline.ledger.config import LedgerConfig
+from pipeline.ledger.db import init_db, make_engine
 from pipeline.ledger.store import LedgerStore
 from pipeline.records import OrderStatus
 
@@ -53,6 +54,13 @@ def pg_counts(pg: Engine, host: str) -> dict[str, int]:
     with pg.connect() as conn:
         return {t: int(conn.scalar(text(f'SELECT count(*) FROM "{host}".{t}')) or 0)
                 for t in TABLES}
+
+
+def _other_environment(path: Path) -> Path:
+    engine = make_engine(path)
+    init_db(engine, "devnet", LedgerConfig())
+    engine.dispose()
+    return path
 
 
 def ship(host: str, path: Path, pg: Engine, **kw: int) -> dict[str, int]:
@@ -145,6 +153,12 @@ def test_a_replaced_ledger_and_another_environment_are_refused(tmp_path: Path,
     new_ledger(tmp_path / "fresh.db")  # fewer rows than were shipped as h1
     with pytest.raises(OperationalError, match="replaced or restored"):
         ship("h1", tmp_path / "fresh.db", pg)
+    other = new_ledger(tmp_path / "other.db")  # as many rows and more, but other ones
+    _trade(other, 1001, 15, side=1, price=100.0)
+    with pytest.raises(OperationalError, match="replaced or restored"):
+        ship("h1", tmp_path / "other.db", pg)
+    with pytest.raises(OperationalError, match="environment 'paper'"):
+        ship("h1", _other_environment(tmp_path / "devnet.db"), pg)
     with pytest.raises(OperationalError, match="no ledger database"):
         Consolidator("h2", tmp_path / "missing.db", pg)
 
