@@ -13,6 +13,7 @@ which :class:`~pipeline.config.PipelineConfig` calls, since only it holds that t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -23,6 +24,18 @@ from pipeline.executor.config import VENUES
 from pipeline.ids import SHARD_LIMIT
 
 LOCAL_HOST: Final = "local"  # this host's name when no cluster is configured
+# A host's name is also its schema in the consolidated PostgreSQL ledger (pipeline.cluster.
+# pgschema): an unquoted identifier, not one PostgreSQL or the consolidator uses itself.
+HOST_NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,30}")
+_RESERVED_NAMES: Final = frozenset({"cluster", "public", "information_schema"})
+
+
+def host_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a host; None if it can."""
+    if not HOST_NAME.fullmatch(name) or name in _RESERVED_NAMES or name.startswith("pg_"):
+        return (f"must match {HOST_NAME.pattern} (lower-case letters, digits and _, at most "
+                f"31 characters) and not be one of {sorted(_RESERVED_NAMES)} or pg_*")
+    return None
 
 
 @dataclass(frozen=True)
@@ -70,7 +83,8 @@ class ClusterConfig:
         require(bool(self.hosts), "cluster.hosts", list(self.hosts),
                 "must name every host of the cluster when cluster.shards is set")
         for index, name in enumerate(self.hosts):
-            require(bool(name.strip()), f"cluster.hosts[{index}]", name, "must not be empty")
+            problem = host_name_problem(name)
+            require(problem is None, f"cluster.hosts[{index}]", name, problem or "")
             require(name not in self.hosts[:index], f"cluster.hosts[{index}]", name,
                     "named twice")
         require(self.host in self.hosts, "cluster.host", self.host,

@@ -14,19 +14,17 @@ starting together do not race on ``CREATE SCHEMA`` or the views.
 
 from __future__ import annotations
 
-import re
 from typing import Final
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from pipeline.cluster.config import host_name_problem
 from pipeline.cluster.views import refresh_views
 from pipeline.errors import OperationalError
 from pipeline.ledger.migrate import upgrade
 
 CLUSTER: Final = "cluster"
-HOST_NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,30}")
-_RESERVED: Final = frozenset({CLUSTER, "public", "information_schema"})
 _DDL_LOCK: Final = 0x6C656467  # any constant key, the same in every consolidator
 _HOST_LOCKS: Final = 0x686F7374  # the (int, int) lock space of the per-host locks
 
@@ -44,10 +42,9 @@ _CLUSTER_DDL: Final = (
 
 def validate_host(name: str) -> str:
     """``name`` if it can be a host's schema name; OperationalError saying why not."""
-    if not HOST_NAME.fullmatch(name) or name in _RESERVED or name.startswith("pg_"):
-        raise OperationalError(
-            f"host name {name!r}: must match {HOST_NAME.pattern} (lower-case letters, digits "
-            f"and _, at most 31 characters) and not be one of {sorted(_RESERVED)} or pg_*")
+    problem = host_name_problem(name)
+    if problem is not None:
+        raise OperationalError(f"host name {name!r}: {problem}")
     return name
 
 

@@ -84,6 +84,11 @@ def test_each_host_names_itself_from_the_environment() -> None:
     # Hosts: named, once each, this one among them.
     ({"hosts": []}, "cluster.hosts"),
     ({"hosts": ["a", " "]}, "cluster.hosts[1]"),
+    # A host's name is its schema in the consolidated PostgreSQL ledger.
+    ({"hosts": ["a", "Host-B"]}, "cluster.hosts[1]"),
+    ({"hosts": ["a", "cluster"]}, "cluster.hosts[1]"),
+    ({"hosts": ["a", "pg_b"]}, "cluster.hosts[1]"),
+    ({"hosts": ["a", "b" * 32]}, "cluster.hosts[1]"),
     ({"hosts": ["a", "b", "a"]}, "cluster.hosts[2]"),
     ({"host": "c"}, "cluster.host"),
     # Shard ids: unique, and within the 10 shard bits of an order id.
