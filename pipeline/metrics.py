@@ -251,6 +251,33 @@ def serve(registry: CollectorRegistry, host: str, port: int, port_file: Path | N
     return bound
 
 
+class ConsolidatorMetrics:
+    """``pipeline consolidate``: how fresh the consolidated copy of one host's ledger is."""
+
+    def __init__(self, registry: CollectorRegistry, host: str) -> None:
+        self._host = host
+        self.last_success = Gauge(
+            "pipeline_consolidator_last_success_timestamp_seconds",
+            "Unix time the last pass ended with the host's ledger fully shipped", ["host"],
+            registry=registry)
+        self.rows = Counter("pipeline_consolidator_rows_total",
+                            "Rows shipped into PostgreSQL", ["host", "table"],
+                            registry=registry)
+        self.postgres_lost = Counter("pipeline_consolidator_postgres_lost_total",
+                                     "Passes that found PostgreSQL unreachable", ["host"],
+                                     registry=registry)
+        self.postgres_lost.labels(host)  # from 0: an increase is a first outage
+
+    def shipped(self, counts: Mapping[str, int]) -> None:
+        for table, rows in counts.items():
+            if rows:
+                self.rows.labels(self._host, table).inc(rows)
+        self.last_success.labels(self._host).set(time.time())
+
+    def lost_postgres(self) -> None:
+        self.postgres_lost.labels(self._host).inc()
+
+
 class BootstrapMetrics:
     """Results of the bootstrap checks run at process start (see pipeline/bootstrap.py)."""
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # heavy imports stay inside run(): the CLI starts fast
     from sqlalchemy.engine import URL
 
     from pipeline.cluster.consolidator import Consolidator
+    from pipeline.metrics import ConsolidatorMetrics
 
 _MAX_BACKOFF_S: Final = 10.0
 _MAX_INTERVAL_S: Final = 86400.0
@@ -43,6 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: $PIPELINE_CLUSTER_POSTGRES_URL, which keeps it out of ps)")
     parser.add_argument("--batch-rows", type=positive_int(1_000_000), default=5000,
                         help="rows per PostgreSQL transaction (default 5000)")
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="serve /metrics on 127.0.0.1 at this port (0: any free one, "
+                        "written to --metrics-port-file); default: no endpoint")
+    parser.add_argument("--metrics-port-file", type=Path, default=None,
+                        help="write the bound metrics port here")
     when = parser.add_mutually_exclusive_group(required=True)
     when.add_argument("--once", action="store_true", help="one pass, then exit")
     when.add_argument("--interval-s", type=positive_float(_MAX_INTERVAL_S),
@@ -100,8 +106,9 @@ def _consolidate(args: argparse.Namespace, url: URL, engine: Engine, stop: threa
         where = f"PostgreSQL at {redacted(url)}" if _lost_postgres(exc) else str(args.database)
         return _refuse(log, f"cannot read or reach {where}: {scrub(str(exc.orig), url)}",
                        EXIT_OPERATIONAL)
+    metrics = _serve_metrics(args)
     try:
-        return _passes(consolidator, args, url, stop, log)
+        return _passes(consolidator, args, url, stop, log, metrics=metrics)
     except (OperationalError, DBAPIError) as exc:
         # Fail fast: a refused row or a replaced file must not be shipped around.
         problem = scrub(str(getattr(exc, "orig", None) or exc), url)
@@ -110,8 +117,22 @@ def _consolidate(args: argparse.Namespace, url: URL, engine: Engine, stop: threa
         consolidator.close()
 
 
+def _serve_metrics(args: argparse.Namespace) -> ConsolidatorMetrics:
+    """The metrics of this run, served on 127.0.0.1 if ``--metrics-port`` is given (for
+    Prometheus on the same host, as the pipeline's own processes)."""
+    from prometheus_client import CollectorRegistry
+
+    from pipeline.metrics import ConsolidatorMetrics, serve
+
+    registry = CollectorRegistry()
+    metrics = ConsolidatorMetrics(registry, args.host)
+    if args.metrics_port is not None:
+        serve(registry, "127.0.0.1", args.metrics_port, args.metrics_port_file)
+    return metrics
+
+
 def _passes(consolidator: Consolidator, args: argparse.Namespace, url: URL,
-            stop: threading.Event, log: logging.Logger) -> int:
+            stop: threading.Event, log: logging.Logger, *, metrics: ConsolidatorMetrics) -> int:
     """Pass after pass until stopped (or once); waits out a PostgreSQL that went away."""
     from sqlalchemy.exc import DBAPIError
 
@@ -125,6 +146,7 @@ def _passes(consolidator: Consolidator, args: argparse.Namespace, url: URL,
         except DBAPIError as exc:
             if args.once or not _lost_postgres(exc):
                 raise
+            metrics.lost_postgres()
             log.warning("PostgreSQL at %s unreachable, retrying in %.1f s: %s", redacted(url),
                         backoff_s, scrub(str(exc.orig), url),
                         extra={"event": "consolidate.postgres_lost"})
@@ -133,6 +155,7 @@ def _passes(consolidator: Consolidator, args: argparse.Namespace, url: URL,
             backoff_s = min(backoff_s * 2, _MAX_BACKOFF_S)
             continue
         backoff_s = 0.5
+        metrics.shipped(counts)
         rows = sum(counts.values())
         if rows:
             seconds = time.perf_counter() - started_s

@@ -20,6 +20,7 @@ REQUIRED_ALERTS = (
     "RejectRatioSpike", "NoFillsWhileTradingEnabled", "TradingDisabled", "BackupTooOld",
     "BackupsDisabled", "DiskFreeLow", "LedgerWalLarge", "ClockDrift", "ClockCheckDisabled",
     "ChainBalanceMismatch", "ChainWatchNotRunning", "OrderOutcomeUnknown",
+    "ConsolidatorLagging",
 )
 
 

@@ -6,11 +6,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 from ledgerkit import new_ledger, reports
 from pg_server import PostgresServer
+from prometheus_client.parser import text_string_to_metric_families
+from testkit import eventually
 
 from pipeline.errors import EXIT_OPERATIONAL
 from pipeline.ledger.models import to_stored
@@ -86,3 +91,46 @@ def test_no_url_at_all_is_refused(tmp_path: Path) -> None:
                      "--once", cwd=tmp_path)
     assert done.returncode == EXIT_OPERATIONAL
     assert "PIPELINE_CLUSTER_POSTGRES_URL" in done.stderr
+
+
+def test_metrics_say_how_fresh_the_copy_is(tmp_path: Path,
+                                           postgres_server: PostgresServer) -> None:
+    url = postgres_server.create_database("metrics").render_as_string(hide_password=False)
+    store = new_ledger(tmp_path / "a.db")
+    store.apply(reports([7, 8], side=[1, -1]), {})
+    port_file = tmp_path / "metrics.port"
+    env = {**os.environ, "PIPELINE_CLUSTER_POSTGRES_URL": url}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "consolidate", "--host", "alpha", "--database",
+         str(tmp_path / "a.db"), "--interval-s", "0.2", "--metrics-port", "0",
+         "--metrics-port-file", str(port_file)],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        eventually(port_file.exists, timeout_s=60, message="the metrics endpoint")
+        port = int(port_file.read_text())
+        endpoint = f"http://127.0.0.1:{port}/metrics"
+
+        def scraped(name: str, **labels: str) -> float | None:
+            with urllib.request.urlopen(endpoint, timeout=5) as answer:
+                text = answer.read().decode()
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == name and all(sample.labels.get(k) == v
+                                                   for k, v in labels.items()):
+                        return float(sample.value)
+            return None
+
+        eventually(lambda: scraped("pipeline_consolidator_rows_total", host="alpha",
+                                   table="fills") == 2.0, timeout_s=60, message="2 fills")
+        before = time.time()
+        eventually(lambda: (scraped("pipeline_consolidator_last_success_timestamp_seconds",
+                                    host="alpha") or 0.0) >= before,
+                   timeout_s=30, message="a later successful pass")
+        assert scraped("pipeline_consolidator_postgres_lost_total", host="alpha") == 0.0
+        listening = {c.laddr.ip for c in psutil.Process(proc.pid).net_connections()
+                     if c.status == psutil.CONN_LISTEN}
+        assert listening == {"127.0.0.1"}
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
