@@ -1,7 +1,7 @@
-"""Real ledger databases for tests outside tests/unit/ledger: written through LedgerStore.
+"""Real ledger databases for tests, written through LedgerStore, and the report builder.
 
-The report builder is the one of tests/unit/ledger/conftest.py (``make_reports``), as a
-plain function so that other packages' tests (and their writer threads) can use it.
+A plain function (tests/unit/ledger's ``make_reports`` fixture hands out this one), so that
+other packages' tests and their writer threads can use it too.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 from pipeline.ledger.config import LedgerConfig
 from pipeline.ledger.db import init_db, make_engine
 from pipeline.ledger.store import LedgerStore
-from pipeline.records import REPORT_DTYPE, OrderStatus
+from pipeline.records import REPORT_DTYPE, OrderStatus, RejectReason
 
 SYMBOLS = {1: ("SOL/USDT", "SOL", "USDT"), 2: ("JUP/USDT", "JUP", "USDT")}
 
@@ -24,11 +24,14 @@ def _column(value: Any, n: int) -> np.ndarray:
     return np.broadcast_to(np.asarray(value), (n,))
 
 
-def reports(client_order_ids: Sequence[int], *,
+def reports(client_order_ids: Sequence[int] | np.ndarray, *,
             status: OrderStatus | Sequence[int] = OrderStatus.FILLED,
-            side: int | Sequence[int] = 1, quantity: float | Sequence[float] = 1.0,
-            price: float | Sequence[float] = 100.0, fee: float | Sequence[float] = 0.1,
-            symbol_id: int | Sequence[int] = 1) -> np.ndarray:
+            side: int | Sequence[int] = 1,
+            quantity: float | Sequence[float] | np.ndarray = 1.0,
+            price: float | Sequence[float] | np.ndarray = 100.0,
+            fee: float | Sequence[float] | np.ndarray = 0.1,
+            symbol_id: int | Sequence[int] = 1,
+            reject_reason: RejectReason = RejectReason.NONE) -> np.ndarray:
     """REPORT_DTYPE records; scalars broadcast, FILLED reports fill fully at ``price``."""
     n = len(client_order_ids)
     r = np.zeros(n, dtype=REPORT_DTYPE)
@@ -42,6 +45,7 @@ def reports(client_order_ids: Sequence[int], *,
     r["avg_price"] = np.where(filled, _column(price, n), 0.0)
     r["fee"] = np.where(filled, _column(fee, n), 0.0)
     r["symbol_id"] = _column(symbol_id, n)
+    r["reject_reason"] = np.where(filled, 0, int(reject_reason))
     r["tick_seq"] = r["client_order_id"]
     r["tick_ingest_ns"] = 1_000
     r["decision_ns"] = 1_500
